@@ -1,0 +1,139 @@
+"""Max pooling and global average pooling, NCHW.
+
+FLOPs: max pooling counts ``kh*kw - 1`` comparisons per output forward and 1 add per output
+backward (routing the gradient to the winner); global average pooling counts one add per input
+element plus one multiply per output forward, and one multiply-free copy-scale (1 FLOP) per input
+element backward. Pooling has no parameters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .base import Layer, Shape, check_batch, pair
+
+
+@njit(parallel=True, cache=True)
+def _maxpool_fwd(x, kh, kw, sh, sw, ho, wo, y, arg):  # pragma: no cover - JIT
+    n, c, h, w = x.shape
+    for k in prange(n * c):
+        i = k // c
+        ch = k % c
+        for oh in range(ho):
+            for ow in range(wo):
+                best = -np.inf
+                bi = 0
+                for a in range(kh):
+                    ih = oh * sh + a
+                    for b in range(kw):
+                        iw = ow * sw + b
+                        v = x[i, ch, ih, iw]
+                        if v > best or (a == 0 and b == 0):
+                            best = v
+                            bi = ih * w + iw
+                y[i, ch, oh, ow] = best
+                arg[i, ch, oh, ow] = bi
+
+
+@njit(parallel=True, cache=True)
+def _maxpool_bwd(dy, arg, h, w, dx):  # pragma: no cover - JIT
+    n, c, ho, wo = dy.shape
+    for k in prange(n * c):
+        i = k // c
+        ch = k % c
+        for p in range(h):
+            for q in range(w):
+                dx[i, ch, p, q] = 0.0
+        for oh in range(ho):
+            for ow in range(wo):
+                a = arg[i, ch, oh, ow]
+                dx[i, ch, a // w, a % w] += dy[i, ch, oh, ow]
+
+
+class MaxPool2d(Layer):
+    """Max pooling without padding (``stride`` defaults to ``kernel_size``, as in PyTorch).
+
+    Ties go to the first maximum in row-major window order. Windows that would run past the
+    edge are dropped (PyTorch's ``ceil_mode=False``).
+    """
+
+    kind = "maxpool"
+
+    def __init__(self, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] | None = None) -> None:
+        super().__init__()
+        n = type(self).__name__
+        self.kernel_size = pair(n, "kernel_size", kernel_size, 1, 7)
+        self.stride = self.kernel_size if stride is None else pair(n, "stride", stride, 1)
+        self._shape: Shape | None = None
+        self._arg: np.ndarray | None = None
+
+    def describe(self) -> str:
+        return f"k={self.kernel_size}, s={self.stride}"
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        expected = "(N>=1, C, H, W) with H, W >= kernel"
+        check_batch(self, input_shape, 4, expected)
+        n, c, h, w = input_shape
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        if h < kh or w < kw:
+            raise self._shape_error(expected, input_shape)
+        return n, c, (h - kh) // sh + 1, (w - kw) // sw + 1
+
+    def flops(self, input_shape: Shape) -> tuple[int, int, int]:
+        n, c, ho, wo = self.output_shape(input_shape)
+        kh, kw = self.kernel_size
+        out = n * c * ho * wo
+        return out * (kh * kw - 1), out, 0
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        n, c, ho, wo = self.output_shape(x.shape)
+        x = np.ascontiguousarray(x)
+        y = np.empty((n, c, ho, wo), dtype=x.dtype)
+        arg = np.empty((n, c, ho, wo), dtype=np.int32)
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        _maxpool_fwd(x, kh, kw, sh, sw, ho, wo, y, arg)
+        self._shape, self._arg = x.shape, arg
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray | None:
+        if self._shape is None:
+            raise RuntimeError(f"{self.name}: backward called before forward")
+        if not self.needs_input_grad:
+            return None
+        n, c, h, w = self._shape
+        dx = np.empty((n, c, h, w), dtype=dy.dtype)
+        _maxpool_bwd(np.ascontiguousarray(dy), self._arg, h, w, dx)
+        return dx
+
+
+class GlobalAvgPool2d(Layer):
+    """Mean over H and W: (N, C, H, W) -> (N, C). PyTorch: ``AdaptiveAvgPool2d(1)`` + flatten."""
+
+    kind = "avgpool"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._shape: Shape | None = None
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        check_batch(self, input_shape, 4, "(N>=1, C, H, W)")
+        return tuple(input_shape[:2])
+
+    def flops(self, input_shape: Shape) -> tuple[int, int, int]:
+        n, c, h, w = input_shape
+        return n * c * h * w + n * c, n * c * h * w, 0
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.output_shape(x.shape)
+        self._shape = x.shape
+        return x.mean(axis=(2, 3), dtype=x.dtype)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray | None:
+        if self._shape is None:
+            raise RuntimeError(f"{self.name}: backward called before forward")
+        n, c, h, w = self._shape
+        scale = dy.dtype.type(1.0 / (h * w))
+        return np.ascontiguousarray(
+            np.broadcast_to((dy * scale)[:, :, None, None], (n, c, h, w)))

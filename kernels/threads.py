@@ -1,0 +1,48 @@
+"""Threads per process for the Numba kernels and the BLAS that runs the GEMMs.
+
+``NUMBA_NUM_THREADS`` caps the Numba pool at start-up; :func:`set_num_threads` chooses, at run
+time, how many of those threads Numba uses and how many OpenBLAS (numpy's BLAS) uses, so that
+one number governs a process. MPI ranks each call it with cores // ranks.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numba
+
+_blas_limiter = None
+
+
+def max_threads() -> int:
+    """Threads the Numba pool was started with (``NUMBA_NUM_THREADS`` or the core count)."""
+    return int(numba.config.NUMBA_NUM_THREADS)
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its affinity mask), not the machine's total."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def set_num_threads(n: int) -> int:
+    """Use ``n`` threads in Numba kernels and in BLAS. Returns ``n``.
+
+    Raises ValueError when ``n`` is below 1 or above the Numba pool size.
+    """
+    global _blas_limiter
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1 or n > max_threads():
+        raise ValueError(f"threads={n!r} is out of range (allowed 1..{max_threads()}, "
+                         "the NUMBA_NUM_THREADS pool size)")
+    numba.set_num_threads(n)
+    from threadpoolctl import threadpool_limits
+
+    _blas_limiter = threadpool_limits(limits=n, user_api="blas")
+    return n
+
+
+def get_num_threads() -> int:
+    """Threads Numba kernels use now."""
+    return int(numba.get_num_threads())

@@ -1,0 +1,224 @@
+"""Every layer, forward and backward, against an independent float64 reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import kernels as K
+from tests import reference as R
+
+RTOL = 1e-4
+
+
+def rel_err(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+
+
+# (n, c_in, c_out, h, w, k, stride, pad): odd sizes, batch 1, strides, paddings
+CONV_CASES = [
+    (1, 3, 5, 7, 9, 3, 1, 1),
+    (2, 4, 3, 8, 8, 1, 1, 0),
+    (3, 2, 6, 11, 10, 5, 2, 2),
+    (1, 5, 4, 9, 13, (3, 5), (2, 1), (0, 2)),
+    (2, 3, 2, 6, 7, 7, 1, 3),
+    (1, 1, 1, 5, 5, 2, 3, 0),
+    (2, 6, 4, 4, 4, 3, 2, 4),  # padding larger than the image
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv2d_matches_reference(case):
+    n, ci, co, h, w, k, s, p = case
+    rng = np.random.default_rng(1)
+    layer = K.Conv2d(ci, co, k, s, p, seed=2)
+    x = rng.standard_normal((n, ci, h, w)).astype(np.float32)
+    y = layer.forward(x)
+    x64, w64, b64 = x.astype(np.float64), layer.weight.astype(np.float64), layer.bias.astype(
+        np.float64)
+    st, pd = layer.stride, layer.padding
+    ref = R.conv2d(x64, w64, b64, st, pd)
+    assert y.shape == ref.shape == layer.output_shape(x.shape)
+    assert y.dtype == np.float32
+    assert rel_err(y, ref) < RTOL
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = layer.backward(dy)
+    rdx, rdw, rdb = R.conv2d_grads(x64, w64, dy.astype(np.float64), st, pd)
+    assert rel_err(dx, rdx) < RTOL
+    assert rel_err(layer.grad_weight, rdw) < RTOL
+    assert rel_err(layer.grad_bias, rdb) < RTOL
+
+
+DECONV_CASES = [
+    (1, 3, 4, 5, 5, 3, 1, 1, 0),
+    (2, 4, 3, 6, 7, 5, 2, 2, 1),
+    (1, 2, 2, 3, 4, 4, 4, 0, 0),
+    (3, 3, 5, 4, 3, (3, 2), (2, 3), (1, 0), (1, 2)),
+    (1, 5, 2, 1, 1, 3, 2, 0, 1),
+]
+
+
+@pytest.mark.parametrize("case", DECONV_CASES)
+def test_conv_transpose2d_matches_reference(case):
+    n, ci, co, h, w, k, s, p, op = case
+    rng = np.random.default_rng(3)
+    layer = K.ConvTranspose2d(ci, co, k, s, p, op, seed=4)
+    x = rng.standard_normal((n, ci, h, w)).astype(np.float32)
+    y = layer.forward(x)
+    x64, w64 = x.astype(np.float64), layer.weight.astype(np.float64)
+    args = (layer.stride, layer.padding, layer.output_padding)
+    ref = R.conv_transpose2d(x64, w64, layer.bias.astype(np.float64), *args)
+    assert y.shape == ref.shape == layer.output_shape(x.shape)
+    assert rel_err(y, ref) < RTOL
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = layer.backward(dy)
+    rdx, rdw, rdb = R.conv_transpose2d_grads(x64, w64, dy.astype(np.float64), *args)
+    assert rel_err(dx, rdx) < RTOL
+    assert rel_err(layer.grad_weight, rdw) < RTOL
+    assert rel_err(layer.grad_bias, rdb) < RTOL
+
+
+def test_conv_transpose_is_adjoint_of_conv():
+    """<conv(x), y> == <x, conv_transpose(y)> with shared weights and no bias."""
+    rng = np.random.default_rng(5)
+    conv = K.Conv2d(3, 4, 5, 2, 2, bias=False, seed=1)
+    deconv = K.ConvTranspose2d(4, 3, 5, 2, 2, 1, bias=False)
+    deconv.weight = conv.weight.copy()  # (out, in) of the conv == (in, out) of the deconv
+    x = rng.standard_normal((2, 3, 10, 10)).astype(np.float32)
+    y = rng.standard_normal((2, 4, 5, 5)).astype(np.float32)
+    lhs = np.vdot(conv.forward(x).astype(np.float64), y)
+    rhs = np.vdot(x.astype(np.float64), deconv.forward(y))
+    assert abs(lhs - rhs) < 1e-4 * abs(lhs)
+
+
+@pytest.mark.parametrize("n,c,h,w,k,s", [(1, 2, 6, 6, 2, 2), (2, 3, 7, 9, 3, 2),
+                                         (1, 1, 5, 4, 2, 1)])
+def test_maxpool_matches_reference(n, c, h, w, k, s):
+    rng = np.random.default_rng(6)
+    layer = K.MaxPool2d(k, s)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    y = layer.forward(x)
+    ref, dmask = R.maxpool(x.astype(np.float64), k, s)
+    assert rel_err(y, ref) < RTOL
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    rdx = np.einsum("ncij,ncijhw->nchw", dy.astype(np.float64), dmask)
+    assert rel_err(layer.backward(dy), rdx) < RTOL
+
+
+def test_global_avg_pool():
+    rng = np.random.default_rng(7)
+    layer = K.GlobalAvgPool2d()
+    x = rng.standard_normal((2, 3, 5, 4)).astype(np.float32)
+    assert rel_err(layer.forward(x), x.astype(np.float64).mean((2, 3))) < RTOL
+    dy = rng.standard_normal((2, 3)).astype(np.float32)
+    ref = np.repeat(np.repeat(dy[:, :, None, None] / 20.0, 5, 2), 4, 3)
+    assert rel_err(layer.backward(dy), ref) < RTOL
+
+
+@pytest.mark.parametrize("layer,slope", [(K.ReLU(), 0.0), (K.LeakyReLU(0.1), 0.1)])
+def test_relu_family(layer, slope):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 4, 5, 1)).astype(np.float32)
+    ref = np.where(x > 0, x, slope * x)
+    assert rel_err(layer.forward(x), ref) < RTOL
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    assert rel_err(layer.backward(dy), np.where(x > 0, dy, slope * dy)) < RTOL
+
+
+def test_linear_matches_reference():
+    rng = np.random.default_rng(9)
+    layer = K.Linear(7, 3, seed=1)
+    assert layer.weight.shape == (3, 7)
+    x = rng.standard_normal((1, 7)).astype(np.float32)
+    w64 = layer.weight.astype(np.float64)
+    assert rel_err(layer.forward(x), x @ w64.T + layer.bias) < RTOL
+    dy = rng.standard_normal((1, 3)).astype(np.float32)
+    assert rel_err(layer.backward(dy), dy @ w64) < RTOL
+    assert rel_err(layer.grad_weight, dy.T @ x) < RTOL
+    assert rel_err(layer.grad_bias, dy.sum(0)) < RTOL
+
+
+def test_dropout_scales_and_masks():
+    layer = K.Dropout(0.5, seed=3)
+    x = np.ones((4, 1000), np.float32)
+    y = layer.forward(x)
+    assert set(np.unique(y)) <= {0.0, 2.0}
+    assert 0.4 < (y == 0).mean() < 0.6
+    assert np.array_equal(layer.backward(x), y)
+    layer.training = False
+    assert np.array_equal(layer.forward(x), x)
+
+
+def test_softmax_cross_entropy():
+    rng = np.random.default_rng(10)
+    z = rng.standard_normal((5, 3)).astype(np.float32)
+    t = np.array([0, 2, 1, 1, 0])
+    loss = K.CrossEntropyLoss()
+    rl, rg = R.softmax_xent(z.astype(np.float64), t)
+    assert abs(loss.forward(z, t) - rl) < 1e-5
+    assert rel_err(loss.backward(), rg) < RTOL
+
+
+def test_mse():
+    rng = np.random.default_rng(11)
+    a, b = rng.standard_normal((2, 3, 4, 4)).astype(np.float32), rng.standard_normal(
+        (2, 3, 4, 4)).astype(np.float32)
+    loss = K.MSELoss()
+    assert abs(loss.forward(a, b) - ((a.astype(np.float64) - b) ** 2).mean()) < 1e-6
+    assert rel_err(loss.backward(), 2 * (a.astype(np.float64) - b) / a.size) < RTOL
+
+
+def _detection_problem(rng, n=3, k=4, g=3):
+    preds = (rng.standard_normal((n, 2, g, g)), rng.standard_normal((n, k, g, g)),
+             rng.standard_normal((n, 4, g, g)))
+    target = K.DetectionTarget(obj=(rng.random((n, g, g)) < 0.3).astype(np.int8),
+                               cls=rng.integers(0, k, (n, g, g)),
+                               box=rng.standard_normal((n, 4, g, g)),
+                               labelled=np.array([True, False, True][:n]))
+    return preds, target
+
+
+def test_detection_loss_gradient_by_finite_differences():
+    rng = np.random.default_rng(12)
+    preds, target = _detection_problem(rng)
+    loss = K.DetectionLoss()
+    loss.forward(preds, target)
+    grads = loss.backward()
+    eps = 1e-6
+    for head, grad in zip(range(3), grads):
+        for _ in range(6):
+            idx = tuple(rng.integers(0, s) for s in preds[head].shape)
+            p = [a.copy() for a in preds]
+            p[head][idx] += eps
+            up = K.DetectionLoss().forward(tuple(p), target)
+            p[head][idx] -= 2 * eps
+            down = K.DetectionLoss().forward(tuple(p), target)
+            assert abs((up - down) / (2 * eps) - grad[idx]) < 1e-6
+
+
+def test_detection_loss_ignores_unlabelled_images():
+    rng = np.random.default_rng(13)
+    preds, target = _detection_problem(rng)
+    base = K.DetectionLoss().forward(preds, target)
+    changed = tuple(a.copy() for a in preds)
+    for a in changed:
+        a[1] += 5.0  # image 1 is unlabelled
+    assert K.DetectionLoss().forward(changed, target) == pytest.approx(base)
+
+
+def test_sgd_momentum_weight_decay_matches_pytorch_rule():
+    layer = K.Linear(3, 2, seed=0)
+    w0 = layer.weight.astype(np.float64).copy()
+    g = np.full_like(layer.weight, 0.5)
+    opt = K.SGD([layer], lr=0.1, momentum=0.9, weight_decay=0.01)
+    layer.grad_weight = g.copy()
+    layer.grad_bias = np.zeros_like(layer.bias)
+    opt.step()
+    v1 = g + 0.01 * w0
+    w1 = w0 - 0.1 * v1
+    assert rel_err(layer.weight, w1) < 1e-6
+    layer.grad_weight = g.copy()
+    opt.step()
+    v2 = 0.9 * v1 + g + 0.01 * w1
+    assert rel_err(layer.weight, w1 - 0.1 * v2) < 1e-6
