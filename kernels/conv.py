@@ -14,6 +14,7 @@ to its gradient backward.
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 from numba import njit, prange
@@ -23,35 +24,36 @@ from .base import Layer, Shape, check_batch, check_int, pair
 
 @njit(parallel=True, cache=True, fastmath=False)
 def im2col(x, kh, kw, sh, sw, ph, pw, ho, wo, cols):  # pragma: no cover - JIT
-    """cols[(c*kh + i)*kw + j, oh*wo + ow] = x[c, oh*sh - ph + i, ow*sw - pw + j] (0 outside)."""
-    c_in, h, w = x.shape
+    """Columns of a batch: cols[(c*kh + i)*kw + j, (b*ho + oh)*wo + ow] =
+    x[b, c, oh*sh - ph + i, ow*sw - pw + j] (0 outside the image). x is (B, C, H, W)."""
+    nb, c_in, h, w = x.shape
     for r in prange(c_in * kh * kw):
         c = r // (kh * kw)
         i = (r // kw) % kh
         j = r % kw
-        for oh in range(ho):
-            ih = oh * sh - ph + i
-            base = oh * wo
-            if ih < 0 or ih >= h:
-                for ow in range(wo):
-                    cols[r, base + ow] = 0.0
-                continue
-            if sw == 1:
-                lo = min(max(0, pw - j), wo)
-                hi = max(lo, min(wo, w + pw - j))
-                for ow in range(lo):
-                    cols[r, base + ow] = 0.0
-                for ow in range(lo, hi):
-                    cols[r, base + ow] = x[c, ih, ow - pw + j]
-                for ow in range(hi, wo):
-                    cols[r, base + ow] = 0.0
-            else:
-                for ow in range(wo):
-                    iw = ow * sw - pw + j
-                    if iw >= 0 and iw < w:
-                        cols[r, base + ow] = x[c, ih, iw]
-                    else:
+        for b in range(nb):
+            for oh in range(ho):
+                ih = oh * sh - ph + i
+                base = (b * ho + oh) * wo
+                if ih < 0 or ih >= h:
+                    for ow in range(wo):
                         cols[r, base + ow] = 0.0
+                    continue
+                if sw == 1:
+                    lo = min(max(0, pw - j), wo)
+                    hi = max(lo, min(wo, w + pw - j))
+                    for ow in range(lo):
+                        cols[r, base + ow] = 0.0
+                    cols[r, base + lo:base + hi] = x[b, c, ih, lo - pw + j:hi - pw + j]
+                    for ow in range(hi, wo):
+                        cols[r, base + ow] = 0.0
+                else:
+                    for ow in range(wo):
+                        iw = ow * sw - pw + j
+                        if iw >= 0 and iw < w:
+                            cols[r, base + ow] = x[b, c, ih, iw]
+                        else:
+                            cols[r, base + ow] = 0.0
 
 
 @njit(parallel=True, cache=True, fastmath=False)
@@ -101,6 +103,15 @@ def _bias_grad(dy, out):  # pragma: no cover - JIT
         out[o] = s
 
 
+#: Conv2d keeps the forward's im2col columns for the backward pass when the whole batch's
+#: columns take at most this many bytes (HEP at batch 8: 0.47 GB for conv2); larger layers
+#: recompute them per image instead.
+COLUMN_CACHE_BYTES = 1 << 30
+#: Conv2d lays out the columns of as many images at once as fit in this many bytes, so that
+#: small layers make one large GEMM instead of one small GEMM per image.
+CHUNK_BYTES = 1 << 29
+
+
 def _init_uniform(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int) -> np.ndarray:
     """PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (Kaiming uniform with a=sqrt(5))."""
     bound = 1.0 / math.sqrt(fan_in)
@@ -135,6 +146,9 @@ class _ConvBase(Layer):
         self.grad_weight = np.zeros_like(self.weight)
         self.grad_bias = np.zeros_like(self.bias) if bias else None
         self._x: np.ndarray | None = None
+        self._cols: list[np.ndarray] | None = None
+        self._workspace: dict[str, np.ndarray] = {}
+        self.last_backward_s: dict[str, float] = {}
 
 
 class Conv2d(_ConvBase):
@@ -173,43 +187,97 @@ class Conv2d(_ConvBase):
         bias = n * co * ho * wo if self.bias is not None else 0
         return 2 * mac + bias, 2 * mac, 2 * mac + bias
 
+    def _buffer(self, key: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A scratch array kept between steps: fresh multi-100-MB allocations would pay their
+        page faults on every step."""
+        buf = self._workspace.get(key)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = self._workspace[key] = np.empty(shape, dtype=dtype)
+        return buf
+
+    def _chunks(self, n: int, per_image_bytes: int) -> list[tuple[int, int]]:
+        m = max(1, min(n, CHUNK_BYTES // max(per_image_bytes, 1)))
+        return [(s, min(s + m, n)) for s in range(0, n, m)]
+
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """Images in chunks: one im2col and one GEMM per chunk, ``(C_out, K) @ (K, m*HW)``;
+        small layers thus make one large GEMM instead of many small ones."""
         n, co, ho, wo = self.output_shape(x.shape)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         x = np.ascontiguousarray(x, dtype=self.weight.dtype)
         w2 = self.weight.reshape(co, -1)
-        cols = np.empty((w2.shape[1], ho * wo), dtype=x.dtype)
-        y = np.empty((n, co, ho * wo), dtype=x.dtype)
-        for i in range(n):
-            im2col(x[i], kh, kw, sh, sw, ph, pw, ho, wo, cols)
-            np.dot(w2, cols, out=y[i])
+        k, hw = w2.shape[1], ho * wo
+        keep = self.training and n * k * hw * x.itemsize <= COLUMN_CACHE_BYTES
+        y = np.empty((n, co, hw), dtype=x.dtype)
+        kept = []
+        for s, e in self._chunks(n, k * hw * x.itemsize):
+            key = f"cols{s}" if keep else "cols"
+            cols = self._buffer(key, (k, (e - s) * hw), x.dtype)
+            im2col(x[s:e], kh, kw, sh, sw, ph, pw, ho, wo, cols)
+            y[s:e] = (w2 @ cols).reshape(co, e - s, hw).transpose(1, 0, 2)
+            if keep:
+                kept.append(cols)
         if self.bias is not None:
             _add_bias(y, self.bias)
         self._x = x
+        self._cols = kept if keep else None
         return y.reshape(n, co, ho, wo)
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
+        """Weight gradient from the forward's columns (kept when they fit
+        ``COLUMN_CACHE_BYTES``, else recomputed); data gradient, for stride 1, as the
+        convolution of ``dy`` with the flipped, transposed kernel (im2col + GEMM), else by
+        col2im per image. Wall time of the two parts is left in ``last_backward_s``."""
         x = self._x
         if x is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
         n, co, ho, wo = self.output_shape(x.shape)
         if dy.shape != (n, co, ho, wo):
             raise self._shape_error(f"gradient {(n, co, ho, wo)}", dy.shape)
+        _, ci, h, w = x.shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        dy3 = np.ascontiguousarray(dy, dtype=x.dtype).reshape(n, co, ho * wo)
+        dy = np.ascontiguousarray(dy, dtype=x.dtype)
         w2 = self.weight.reshape(co, -1)
+        k, hw = w2.shape[1], ho * wo
         gw = np.zeros_like(w2)
-        cols = np.empty((w2.shape[1], ho * wo), dtype=x.dtype)
+        flip = sh == sw == 1 and ph < kh and pw < kw
+        if flip:  # dx = conv(dy, W^T flipped) with padding k-1-p
+            wf = np.ascontiguousarray(
+                self.weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(ci, -1)
         dx = np.empty_like(x) if self.needs_input_grad else None
-        for i in range(n):
-            im2col(x[i], kh, kw, sh, sw, ph, pw, ho, wo, cols)
-            gw += dy3[i] @ cols.T
-            if dx is not None:
-                np.dot(w2.T, dy3[i], out=cols)
-                col2im(cols, kh, kw, sh, sw, ph, pw, ho, wo, dx[i])
+        t_data = t_weight = 0.0
+        for ci_, (s, e) in enumerate(self._chunks(n, k * hw * x.itemsize)):
+            t0 = time.perf_counter()
+            m = e - s
+            if self._cols is not None:
+                cols = self._cols[ci_]
+            else:
+                cols = self._buffer("cols", (k, m * hw), x.dtype)
+                im2col(x[s:e], kh, kw, sh, sw, ph, pw, ho, wo, cols)
+            dyt = np.ascontiguousarray(dy[s:e].reshape(m, co, hw).transpose(1, 0, 2)
+                                       ).reshape(co, m * hw)
+            gw += dyt @ cols.T
+            t1 = time.perf_counter()
+            t_weight += t1 - t0
+            if dx is None:
+                continue
+            if flip:
+                dcols = self._buffer("dcols", (co * kh * kw, m * h * w), x.dtype)
+                im2col(dy[s:e], kh, kw, 1, 1, kh - 1 - ph, kw - 1 - pw, h, w, dcols)
+                dx[s:e] = (wf @ dcols).reshape(ci, m, h, w).transpose(1, 0, 2, 3)
+            else:
+                dcols = np.dot(w2.T, dyt)
+                for b in range(m):
+                    col2im(np.ascontiguousarray(dcols[:, b * hw:(b + 1) * hw]), kh, kw, sh,
+                           sw, ph, pw, ho, wo, dx[s + b])
+            t_data += time.perf_counter() - t1
+        t0 = time.perf_counter()
         self.grad_weight = gw.reshape(self.weight.shape)
         if self.bias is not None:
-            _bias_grad(dy3, self.grad_bias)
+            _bias_grad(dy.reshape(n, co, hw), self.grad_bias)
+        self._cols = None
+        self.last_backward_s = {"backward_data": t_data,
+                                "backward_weight": t_weight + time.perf_counter() - t0}
         return dx
 
 
@@ -293,7 +361,7 @@ class ConvTranspose2d(_ConvBase):
         cols = np.empty((w2.shape[1], h * w), dtype=x.dtype)
         dx = np.empty_like(x) if self.needs_input_grad else None
         for i in range(n):
-            im2col(dy[i], kh, kw, sh, sw, ph, pw, h, w, cols)
+            im2col(dy[i:i + 1], kh, kw, sh, sw, ph, pw, h, w, cols)
             xi = x[i].reshape(ci, h * w)
             gw += xi @ cols.T
             if dx is not None:

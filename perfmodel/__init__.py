@@ -1,0 +1,6 @@
+"""perfmodel: measure a node, model a cluster, validate with MPI, report and plan.
+
+Reproduces and generalizes Kurth et al., "Deep Learning at 15PF" (SC17).
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,152 @@
+"""The ``perfmodel`` command: a thin registry of sub-commands.
+
+Each sub-command is a module-level function ``cmd_NAME(args) -> int`` registered in
+:data:`COMMANDS` with its argument parser; user mistakes raise :class:`UserError` and end with
+one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from .ui import UserError
+
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {}
+
+
+def _positive_int(field: str):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{field}={text!r} is not an integer") from None
+        if v < 1:
+            raise argparse.ArgumentTypeError(f"{field}={v} is out of range (allowed >= 1)")
+        return v
+    return parse
+
+
+def _batch_list(text: str) -> list[int]:
+    try:
+        out = sorted({int(t) for t in text.split(",") if t.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--sweep={text!r} must be comma-separated integers, e.g. 1,2,4,8") from None
+    if not out or out[0] < 1:
+        raise argparse.ArgumentTypeError(f"--sweep={text!r}: batches must be >= 1")
+    return out
+
+
+def add_node_args(p: argparse.ArgumentParser) -> None:
+    from kernels import NETS
+    from kernels.threads import available_cores
+
+    p.add_argument("--net", default="hep", help=f"network: {', '.join(NETS)} (default hep)")
+    p.add_argument("--batch", type=_positive_int("batch"), default=8,
+                   help="local batch measured layer by layer (default 8, as in the paper)")
+    p.add_argument("--threads", type=_positive_int("threads"), default=None,
+                   help=f"threads per process (default: all {available_cores()} cores)")
+    p.add_argument("--image-size", type=_positive_int("image-size"), default=None,
+                   help="scaled variant: input height=width in pixels (default: published size)")
+    p.add_argument("--sweep", type=_batch_list, default=None,
+                   help="batches for the rate-vs-batch curve (default 1,2,4,8,16; "
+                        "--quick: 1,2,4,8)")
+    p.add_argument("--repeats", type=_positive_int("repeats"), default=None,
+                   help="timed steps per batch (default 5; --quick: 2)")
+    p.add_argument("--warmup", type=_positive_int("warmup"), default=1,
+                   help="untimed steps before timing (default 1)")
+    p.add_argument("--peer", choices=["torch"], default=None,
+                   help="also measure PyTorch (NCHW and channels-last) and report ratios")
+    p.add_argument("--quick", action="store_true",
+                   help="CI-sized run: HEP at 64x64 (NERSC's small variant), fewer repeats")
+    p.add_argument("--output", "-o", default=None,
+                   help="results CSV (default results/node-NET-TIME.csv)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    from .node_cli import run_node
+
+    return run_node(args)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """The main job on embedded defaults: a quick node measurement into ``reports/latest``."""
+    out = Path(args.out)
+    ns = argparse.Namespace(net="hep", batch=8, threads=None, image_size=None, sweep=None,
+                            repeats=None, warmup=1, peer=None, quick=not args.full,
+                            output=str(out / "results.csv"), json=False,
+                            no_progress=args.no_progress)
+    from .node_cli import run_node
+
+    rc = run_node(ns, summary_path=out / "summary.md")
+    print(f"report written to {out.resolve()}/ (results.csv, summary.md)")
+    return rc
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: 'perfmodel node: error: ...' and exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="perfmodel",
+        description="Benchmarks and a performance model of data-parallel deep-learning "
+                    "training on HPC clusters (Kurth et al., SC17, reproduced).")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    node = sub.add_parser("node", help="measure a node: per-layer and whole-step FLOP rates",
+                          description=(
+                              "Measure one node: a training step (forward, backward, SGD "
+                              "update) of a net at a batch and thread count, per layer and "
+                              "whole, its rate vs batch, and the machine's FP32 peak "
+                              "(FMA loop, sgemm) and bandwidth for the roofline. Writes a "
+                              "results CSV in the project's tidy schema."))
+    add_node_args(node)
+    rep = sub.add_parser("report", help="run the default pipeline and write a report",
+                         description="Run the default pipeline (a quick node measurement) and "
+                                     "write results.csv and summary.md into a folder.")
+    rep.add_argument("--out", default="reports/latest", help="output folder "
+                     "(default reports/latest)")
+    rep.add_argument("--full", action="store_true", help="full-size HEP instead of --quick")
+    rep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    COMMANDS.update(node=(cmd_node, "node"), report=(cmd_report, "report"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse already printed one line; its code for errors is 2
+        return int(e.code or 0)
+    if not args.command:
+        parser.print_help()
+        return 0
+    try:
+        return COMMANDS[args.command][0](args)
+    except UserError as e:
+        print(f"perfmodel {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"perfmodel {args.command}: interrupted; finished measurements are in the "
+              "results file", file=sys.stderr)
+        return 130
+
+
+def default_output(kind: str, net: str) -> str:
+    stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+    return os.path.join("results", f"{kind}-{net}-{stamp}.csv")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

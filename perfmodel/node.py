@@ -1,0 +1,201 @@
+"""Single-node measurement: per-layer and whole-step FLOP rates of a training step.
+
+A training step is forward, loss, backward and the SGD update, timed with
+``time.perf_counter``: warm-up steps first (the first call's JIT compile or cache load is
+reported apart as ``compile``), then ``repeats`` timed steps; each figure is the median with
+min and max kept. Per-layer times come from the same timed steps (a :class:`LayerTimer`
+around every layer); a convolution's backward is split into its data and weight parts by the
+kernel's own timers. FLOPs come from the nets' ledger (2 per multiply-add, padded taps
+counted), never from the timing code.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+import kernels
+from kernels import LayerTimer, Ledger
+from kernels.loss import DetectionTarget
+
+from .results import Repeats, make_row
+
+Progress = Callable[[str], None]
+
+
+def build_net(name: str, image_size: int | None = None, seed: int = 0) -> kernels.Net:
+    """A net by name at its published size, or scaled to ``image_size`` (filters unchanged)."""
+    make = kernels.NETS[name]
+    return make(seed=seed) if image_size is None else make(image_size=image_size, seed=seed)
+
+
+def synthetic_batch(net: kernels.Net, batch: int, seed: int = 0) -> tuple[np.ndarray, Any]:
+    """Seeded random inputs and targets of the right shapes (timing does not depend on them)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, *net.input_shape), dtype=np.float32)
+    if isinstance(net, kernels.ClimateNet):
+        _, _, gh, gw = net.grid_shape(batch)
+        y = DetectionTarget(obj=(rng.random((batch, gh, gw)) < 0.1).astype(np.int8),
+                            cls=rng.integers(0, 4, (batch, gh, gw)),
+                            box=rng.standard_normal((batch, 4, gh, gw)).astype(np.float32),
+                            labelled=rng.random(batch) < 0.5)
+    else:
+        y = rng.integers(0, 2, batch)
+    return x, y
+
+
+def phase_bytes(row: kernels.LayerCost, phase: str) -> float:
+    """Compulsory traffic of one pass in bytes (float32): what must be read and written at
+    least once. Forward reads x and the weights and writes y; backward-data reads dy and the
+    weights (element-wise layers: also x) and writes dx; backward-weight reads x and dy and
+    writes dW."""
+    inp = float(np.prod(row.input_shape))
+    out = float(np.prod(row.output_shape))
+    p = float(row.params)
+    if phase == "forward":
+        return 4 * (inp + out + p)
+    if phase == "backward_data":
+        return 4 * (out + inp + (p if p else inp))
+    if phase == "backward_weight":
+        return 4 * (inp + out + p)
+    return 4 * (2 * inp + out + 2 * p)  # backward, both parts together
+
+
+@dataclass
+class StepMeasurement:
+    """What :func:`measure_step` found, with repetitions kept."""
+
+    net: str
+    batch: int
+    image_size: int
+    ledger: Ledger
+    step_s: Repeats
+    first_call_s: float
+    layer_s: dict[tuple[str, str], Repeats] = field(default_factory=dict)
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.batch / self.step_s.median
+
+    @property
+    def flop_rate(self) -> float:
+        """Whole-step FLOP/s: (forward + backward + update FLOP) / median step time."""
+        return self.ledger.step_flop / self.step_s.median
+
+    def phase_flop(self, layer: str, phase: str) -> float:
+        if layer == "update":
+            return float(self.ledger.update_flop)
+        r = self.ledger.row(layer)
+        return float({"forward": r.forward_flop, "backward_data": r.backward_data_flop,
+                      "backward_weight": r.backward_weight_flop,
+                      "backward": r.backward_flop}[phase])
+
+    def rows(self, base: dict[str, Any], implementation: str = "numba") -> list[dict]:
+        """Tidy rows: per layer and phase (time, FLOP/s), the step (time, samples/s, FLOP/s),
+        and the first call's extra time (JIT compile or cache load)."""
+        common = dict(subject=self.net, batch=self.batch, image_size=self.image_size,
+                      implementation=implementation)
+        out = []
+        for (layer, phase), rep in self.layer_s.items():
+            flop = self.phase_flop(layer, phase)
+            nbytes = 0.0 if layer == "update" else phase_bytes(self.ledger.row(layer), phase)
+            kw = dict(common, what="layer", layer=layer, phase=phase, flop=flop, bytes=nbytes,
+                      repeats=len(rep.samples))
+            out.append(make_row(base, metric="time", value=rep.median, unit="s",
+                                min=rep.min, max=rep.max, **kw))
+            if flop:
+                out.append(make_row(base, metric="flop_rate", value=flop / rep.median,
+                                    unit="FLOP/s", min=flop / rep.max, max=flop / rep.min,
+                                    **kw))
+        st = self.step_s
+        kw = dict(common, what="step", phase="step", flop=float(self.ledger.step_flop),
+                  repeats=len(st.samples))
+        out.append(make_row(base, metric="time", value=st.median, unit="s", min=st.min,
+                            max=st.max, **kw))
+        out.append(make_row(base, metric="sample_rate", value=self.batch / st.median,
+                            unit="samples/s", min=self.batch / st.max,
+                            max=self.batch / st.min, **kw))
+        out.append(make_row(base, metric="flop_rate", value=self.flop_rate, unit="FLOP/s",
+                            min=self.ledger.step_flop / st.max,
+                            max=self.ledger.step_flop / st.min, **kw))
+        out.append(make_row(base, what="compile", metric="time", stat="single",
+                            value=max(self.first_call_s - st.median, 0.0), unit="s",
+                            **dict(common, phase="step")))
+        return out
+
+
+def _layer_phases(net: kernels.Net, timer: LayerTimer) -> dict[tuple[str, str], float]:
+    """Turn one step's timer into (layer, phase) seconds, splitting backward where measured."""
+    layers = dict(net.named_layers())
+    out: dict[tuple[str, str], float] = {}
+    for (name, phase), sec in timer.seconds.items():
+        if name == "update":
+            out[(name, "update")] = sec
+            continue
+        if name == "loss" or name not in layers:
+            continue  # the loss is timed but is not a ledger layer of its own
+        layer = layers[name]
+        if phase == "backward":
+            split = getattr(layer, "last_backward_s", None)
+            if split:
+                total = sum(split.values())
+                for ph, s in split.items():  # scale the parts to the timed total
+                    out[(name, ph)] = sec * (s / total if total > 0 else 0.5)
+                continue
+            phase = "backward" if layer.params() else "backward_data"
+        out[(name, phase)] = sec
+    return out
+
+
+def measure_step(net: kernels.Net, batch: int, repeats: int = 5, warmup: int = 1,
+                 seed: int = 0, progress: Progress | None = None) -> StepMeasurement:
+    """Time ``repeats`` training steps of ``net`` at ``batch`` after ``warmup`` steps."""
+    x, y = synthetic_batch(net, batch, seed)
+    lr = 1e-4  # small, so that repeated steps on one batch stay finite
+    t0 = time.perf_counter()
+    net.train_step(x, y, lr=lr)
+    first = time.perf_counter() - t0
+    for _ in range(max(warmup - 1, 0)):
+        net.train_step(x, y, lr=lr)
+    steps: list[float] = []
+    per_layer: dict[tuple[str, str], list[float]] = {}
+    timer = LayerTimer()
+    for i in range(repeats):
+        timer.reset()
+        t0 = time.perf_counter()
+        net.train_step(x, y, lr=lr, timer=timer)
+        steps.append(time.perf_counter() - t0)
+        for key, sec in _layer_phases(net, timer).items():
+            per_layer.setdefault(key, []).append(sec)
+        if progress:
+            progress(f"{getattr(net, 'name', '?')} batch {batch}: step {i + 1}/{repeats}")
+    return StepMeasurement(net=getattr(net, "name", type(net).__name__), batch=batch,
+                           image_size=int(net.input_shape[1]), ledger=net.ledger(batch),
+                           step_s=Repeats(steps), first_call_s=first,
+                           layer_s={k: Repeats(v) for k, v in per_layer.items()})
+
+
+def peak_rows(base: dict[str, Any], threads: int, repeats: int = 5, quick: bool = False
+              ) -> tuple[list[dict], dict[str, float]]:
+    """Measured FP32 peak (FMA loop, sgemm) and triad bandwidth as tidy rows, and the best
+    values keyed ``fma``, ``sgemm``, ``triad`` (FLOP/s, FLOP/s, B/s)."""
+    from . import peak
+
+    fma, fma_flop = peak.fma_peak(threads, repeats, seconds=0.1 if quick else 0.3)
+    gemm, gemm_flop = peak.sgemm_peak(1024 if quick else 2048, repeats)
+    bw, bw_bytes = peak.triad_bandwidth((1 << 23) if quick else (1 << 25), repeats)
+    rows, best = [], {}
+    for subject, rep, unit, metric, flop, nbytes, impl in (
+            ("fma", fma, "FLOP/s", "flop_rate", fma_flop, 0.0, "numba"),
+            ("sgemm", gemm, "FLOP/s", "flop_rate", gemm_flop, 0.0, "openblas"),
+            ("triad", bw, "B/s", "bandwidth", 0.0, bw_bytes, "numba")):
+        what = "bandwidth" if subject == "triad" else "peak"
+        rows.append(make_row(base, what=what, subject=subject, metric=metric, value=rep.max,
+                             unit=unit, stat="max", min=rep.min, max=rep.max,
+                             repeats=len(rep.samples), flop=flop, bytes=nbytes,
+                             implementation=impl))
+        best[subject] = rep.max
+    return rows, best

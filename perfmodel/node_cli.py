@@ -1,0 +1,194 @@
+"""``perfmodel node``: validation, the measurement loop, the table and the results file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import kernels
+from kernels.threads import available_cores
+
+from . import node as N
+from . import peers
+from .provenance import run_base
+from .results import ResultsWriter, make_row
+from .ui import ProgressBar, UserError, table
+
+
+def _validate(args: argparse.Namespace) -> None:
+    if args.net not in kernels.NETS:
+        raise UserError(f"--net={args.net!r} is not a known network (allowed: "
+                        f"{', '.join(kernels.NETS)})")
+    cores = available_cores()
+    if args.threads is None:
+        args.threads = min(cores, kernels.max_threads())
+    if args.threads > cores:
+        raise UserError(f"--threads={args.threads} exceeds the {cores} cores available; a "
+                        "timed run must not oversubscribe (allowed 1..{})".format(cores))
+    if args.threads > kernels.max_threads():
+        raise UserError(f"--threads={args.threads} exceeds NUMBA_NUM_THREADS="
+                        f"{kernels.max_threads()} (allowed 1..{kernels.max_threads()})")
+    if args.peer == "torch" and not peers.torch_available():
+        raise UserError(f"--peer torch needs PyTorch, which is not installed: {peers.INSTALL_HINT}")
+    if args.quick:
+        args.image_size = args.image_size or (64 if args.net == "hep" else 64)
+        args.repeats = args.repeats or 2
+        args.sweep = args.sweep or [1, 2, 4, 8]
+    args.repeats = args.repeats or 5
+    args.sweep = args.sweep if args.sweep is not None else [1, 2, 4, 8, 16]
+    try:
+        N.build_net(args.net, args.image_size)
+    except ValueError as e:
+        raise UserError(f"--image-size={args.image_size}: {e}") from None
+
+
+def run_node(args: argparse.Namespace, summary_path: Path | None = None) -> int:
+    from .cli import default_output
+
+    _validate(args)
+    kernels.set_num_threads(args.threads)
+    out = Path(args.output or default_output("node", args.net))
+    writer = ResultsWriter(out)
+    base = run_base(args.threads)
+    batches = sorted(set(args.sweep) | {args.batch})
+    n_steps = 1 + sum(args.repeats for _ in batches) + (2 if args.peer else 0)
+    bar = ProgressBar(n_steps, f"node {args.net}", enabled=None if not args.no_progress
+                      else False)
+
+    peak_rows, best = N.peak_rows(base, args.threads, quick=args.quick)
+    writer.add(peak_rows)
+    bar("peak")
+
+    main: N.StepMeasurement | None = None
+    sweep = []
+    for b in batches:
+        net = N.build_net(args.net, args.image_size)
+        m = N.measure_step(net, b, repeats=args.repeats, warmup=args.warmup, progress=bar)
+        writer.add(m.rows(base))
+        sweep.append(m)
+        if b == args.batch:
+            main, main_net = m, net
+
+    peer = {}
+    if args.peer == "torch":
+        peer = _measure_peer(args, main_net, main, base, writer)
+        bar("torch")
+
+    text = _summary(args, main, sweep, best, peer, out)
+    print(text)
+    if summary_path is not None:
+        summary_path.parent.mkdir(parents=True, exist_ok=True)
+        summary_path.write_text("```\n" + text + "\n```\n")
+    if args.json:
+        print(json.dumps(_json_summary(args, main, sweep, best, peer, out), indent=2))
+    return 0
+
+
+def _measure_peer(args, net, main: N.StepMeasurement, base, writer) -> dict:
+    """Torch step and per-layer times in both layouts, and the ratio rows."""
+    x, y = N.synthetic_batch(net, args.batch)
+    result = {}
+    for layout, cl in (("torch-nchw", False), ("torch-channels-last", True)):
+        step = peers.measure_step(net, x, y, args.threads, cl, args.repeats, args.warmup)
+        layers = peers.measure_layers(net, args.batch, args.threads, cl, args.repeats)
+        m = N.StepMeasurement(net=main.net, batch=main.batch, image_size=main.image_size,
+                              ledger=main.ledger, step_s=step, first_call_s=step.median,
+                              layer_s=layers)
+        rows = [r for r in m.rows(base, implementation=layout) if r["what"] != "compile"]
+        ratios = [make_row(base, what="ratio", subject=main.net, phase="step", metric="ratio",
+                           value=step.median / main.step_s.median, unit="1", stat="median",
+                           batch=main.batch, image_size=main.image_size,
+                           implementation=f"numba/{layout}")]
+        for (layer, phase), rep in layers.items():
+            ours = _our_time(main, layer, phase)
+            if ours:
+                ratios.append(make_row(base, what="ratio", subject=main.net, layer=layer,
+                                       phase=phase, metric="ratio", value=rep.median / ours,
+                                       unit="1", batch=main.batch, image_size=main.image_size,
+                                       implementation=f"numba/{layout}"))
+        writer.add(rows + ratios)
+        result[layout] = (step, layers)
+    return result
+
+
+def _our_time(m: N.StepMeasurement, layer: str, phase: str) -> float:
+    if phase == "forward":
+        rep = m.layer_s.get((layer, "forward"))
+        return rep.median if rep else 0.0
+    parts = [m.layer_s[k].median for k in m.layer_s
+             if k[0] == layer and k[1].startswith("backward")]
+    return sum(parts)
+
+
+def _summary(args, m: N.StepMeasurement, sweep, best, peer, out: Path) -> str:
+    peak = best["fma"]
+    lines = [f"perfmodel node: {m.net} at {m.image_size}x{m.image_size}, batch {m.batch}, "
+             f"{args.threads} thread(s), {args.repeats} timed steps (median)",
+             f"measured FP32 peak: FMA loop {best['fma'] / 1e9:.1f} GFLOP/s, sgemm "
+             f"{best['sgemm'] / 1e9:.1f} GFLOP/s; triad bandwidth {best['triad'] / 1e9:.1f} GB/s",
+             ""]
+    ridge = best["fma"] / best["triad"]
+    rows = []
+    for r in m.ledger:
+        phases = [(ph, m.layer_s[(r.name, ph)]) for ph in
+                  ("forward", "backward_data", "backward_weight", "backward")
+                  if (r.name, ph) in m.layer_s]
+        if not phases:
+            continue
+        t = sum(rep.median for _, rep in phases)
+        flop = sum(m.phase_flop(r.name, ph) for ph, _ in phases)
+        nbytes = sum(N.phase_bytes(r, ph) for ph, _ in phases)
+        ai = flop / nbytes if nbytes else 0.0
+        bound = min(peak, ai * best["triad"])
+        ms = {ph: f"{rep.median * 1e3:.1f}" for ph, rep in phases}
+        bwd = ms.get("backward") or "/".join(ms.get(k, "-") for k in ("backward_data",
+                                                                       "backward_weight"))
+        row = [r.name, ms.get("forward", "-"), bwd, f"{flop / t / 1e9:.1f}" if flop else "-",
+               f"{100 * flop / t / peak:.0f}%" if flop else "-", f"{ai:.1f}",
+               f"{100 * (flop / t) / bound:.0f}%" if flop and bound else "-"]
+        if peer:
+            for layout in ("torch-nchw", "torch-channels-last"):
+                lay = peer[layout][1]
+                tt = sum(lay[(r.name, ph)].median for ph in ("forward", "backward")
+                         if (r.name, ph) in lay)
+                row.append(f"{tt / t:.2f}" if t else "-")
+        rows.append(row)
+    headers = ["layer", "fwd ms", "bwd ms (data/wt)", "GFLOP/s", "% peak", "FLOP/B",
+               "% roofline"]
+    if peer:
+        headers += ["torch/ours nchw", "torch/ours cl"]
+    lines.append(table(headers, rows))
+    lines.append(f"(roofline ridge at {ridge:.1f} FLOP/B; ratios > 1: ours faster; torch "
+                 "per-layer times taken layer by layer in isolation)")
+    lines.append("")
+    lines.append(f"step: {m.step_s.median:.3f} s (min {m.step_s.min:.3f}, max "
+                 f"{m.step_s.max:.3f}), {m.samples_per_s:.2f} samples/s, "
+                 f"{m.flop_rate / 1e9:.1f} GFLOP/s = {100 * m.flop_rate / peak:.0f}% of the "
+                 f"FMA peak ({m.ledger.step_flop / m.batch / 1e9:.2f} GFLOP per sample); "
+                 f"first call +{max(m.first_call_s - m.step_s.median, 0):.2f} s (JIT)")
+    for layout, (step, _) in peer.items():
+        lines.append(f"{layout}: {step.median:.3f} s, {m.batch / step.median:.2f} samples/s; "
+                     f"ours/{layout} speed = {step.median / m.step_s.median:.2f}")
+    lines.append("")
+    lines.append(table(["batch", "step s", "samples/s", "GFLOP/s"],
+                       [[s.batch, f"{s.step_s.median:.3f}", f"{s.samples_per_s:.2f}",
+                         f"{s.flop_rate / 1e9:.1f}"] for s in sweep]))
+    lines.append(f"\nresults: {out}")
+    return "\n".join(lines)
+
+
+def _json_summary(args, m: N.StepMeasurement, sweep, best, peer, out: Path) -> dict:
+    return {
+        "net": m.net, "image_size": m.image_size, "batch": m.batch, "threads": args.threads,
+        "peak_fma_flops": best["fma"], "peak_sgemm_flops": best["sgemm"],
+        "triad_bandwidth_Bps": best["triad"],
+        "step_time_s": m.step_s.median, "samples_per_s": m.samples_per_s,
+        "step_flops": m.flop_rate,
+        "rate_vs_batch": [{"batch": s.batch, "samples_per_s": s.samples_per_s,
+                           "flops": s.flop_rate} for s in sweep],
+        "peer": {k: {"step_time_s": v[0].median,
+                     "speed_ratio_ours_over_peer": v[0].median / m.step_s.median}
+                 for k, v in peer.items()},
+        "results_file": str(out),
+    }

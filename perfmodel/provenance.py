@@ -1,0 +1,78 @@
+"""Provenance written with every result: host, CPU, cores, library versions, git commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import importlib.metadata as md
+import platform
+import socket
+import subprocess
+import uuid
+from pathlib import Path
+
+from kernels.threads import available_cores
+
+_LIBS = ("numpy", "numba", "llvmlite", "pandas", "mpi4py", "torch")
+
+
+@functools.cache
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+@functools.cache
+def versions() -> str:
+    out = [f"python={platform.python_version()}"]
+    for lib in _LIBS:
+        try:
+            out.append(f"{lib}={md.version(lib)}")
+        except md.PackageNotFoundError:
+            pass
+    from kernels.threads import threading_layer
+
+    out.append(f"numba_threading={threading_layer()}")
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = [f"{i['internal_api']}-{i['version']}" for i in threadpool_info()
+                if i.get("user_api") == "blas"]
+        if blas:
+            out.append(f"blas={blas[0]}")
+    except Exception:  # pragma: no cover - provenance must never fail a run
+        pass
+    return ";".join(out)
+
+
+@functools.cache
+def git_commit() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                           text=True, timeout=5)
+        if r.returncode == 0:
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                   cwd=here, capture_output=True, text=True, timeout=5)
+            return r.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "unknown"
+
+
+def now_utc() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def run_base(threads: int, ranks: int = 1, mpi_library: str = "") -> dict:
+    """The fields every row of one run shares."""
+    cores = available_cores()
+    return dict(run_id=uuid.uuid4().hex[:12], host=socket.gethostname(), cpu_model=cpu_model(),
+                cores=cores, threads=threads, ranks=ranks,
+                functional=threads * ranks > cores, versions=versions(),
+                mpi_library=mpi_library, git_commit=git_commit())

@@ -1,0 +1,166 @@
+"""perfmodel node: the results schema, a quick run, interrupted runs and bad input."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from perfmodel import results as R
+from perfmodel.cli import main
+from perfmodel.node import build_net, measure_step
+from perfmodel.provenance import run_base
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rows(n=3):
+    base = run_base(threads=1)
+    return [R.make_row(base, what="step", subject="hep", phase="step", metric="time",
+                       value=0.5 + i, unit="s", min=0.4, max=0.7 + i, repeats=3, batch=8,
+                       image_size=64, flop=1e9, implementation="numba") for i in range(n)]
+
+
+def test_schema_round_trips(tmp_path):
+    path = tmp_path / "r.csv"
+    w = R.ResultsWriter(path)
+    w.add(_rows(2))
+    w.add(_rows(1))
+    df = R.read_results(path)
+    assert list(df.columns) == R.NAMES
+    assert len(df) == 3
+    assert df["value"].tolist() == [0.5, 1.5, 0.5]
+    assert df["batch"].dtype == "int64" and df["functional"].dtype == bool
+    again = R.ResultsWriter(path, append=True)
+    again.add(_rows(1))
+    assert len(R.read_results(path)) == 4
+    # nothing else is left in the folder: writes go through a renamed temporary file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv"]
+
+
+def test_make_row_rejects_unknown_fields():
+    with pytest.raises(KeyError, match="not in the results schema"):
+        R.make_row({}, speed=1.0)
+
+
+@pytest.mark.parametrize("content,match", [
+    ("", "empty"),
+    ("a,b\n1,2\n", "columns do not match"),
+    ("\x00\x01garbage", "columns do not match|not a results CSV"),
+])
+def test_bad_results_files_name_file_and_problem(tmp_path, content, match):
+    p = tmp_path / "bad.csv"
+    p.write_text(content)
+    with pytest.raises(R.ResultsError, match=match) as e:
+        R.read_results(p)
+    assert str(p) in str(e.value)
+
+
+def test_wrong_type_in_a_column(tmp_path):
+    p = tmp_path / "r.csv"
+    R.ResultsWriter(p).add(_rows(2))
+    text = p.read_text().splitlines()
+    cells = text[2].split(",")
+    cells[R.NAMES.index("batch")] = "eight"
+    text[2] = ",".join(cells)
+    p.write_text("\n".join(text) + "\n")
+    with pytest.raises(R.ResultsError, match=r"column 'batch' must hold int values \(row 3"):
+        R.read_results(p)
+
+
+def test_measure_step_ledger_and_phases():
+    net = build_net("hep", 32)
+    m = measure_step(net, batch=2, repeats=2)
+    assert len(m.step_s.samples) == 2 and m.step_s.median > 0
+    assert ("conv2", "backward_data") in m.layer_s and ("conv2", "backward_weight") in m.layer_s
+    assert ("conv1", "forward") in m.layer_s
+    rows = m.rows(run_base(1))
+    step_rate = [r for r in rows if r["what"] == "step" and r["metric"] == "flop_rate"][0]
+    assert math.isclose(step_rate["value"], m.ledger.step_flop / m.step_s.median)
+
+
+def test_quick_run_writes_a_valid_file(tmp_path, capsys):
+    out = tmp_path / "node.csv"
+    rc = main(["node", "--quick", "--image-size", "32", "--sweep", "1,2", "--repeats", "1",
+               "--threads", "1", "-o", str(out), "--no-progress", "--json"])
+    assert rc == 0
+    df = R.read_results(out)
+    assert set(df["what"]) >= {"peak", "bandwidth", "layer", "step", "compile"}
+    steps = df[(df.what == "step") & (df.metric == "sample_rate")]
+    assert sorted(steps["batch"]) == [1, 2, 8]
+    assert (df["threads"] == 1).all() and (df["ranks"] == 1).all()
+    assert not df["functional"].any()
+    assert df["git_commit"].iloc[0] != ""
+    printed = capsys.readouterr().out
+    assert "GFLOP/s" in printed and '"samples_per_s"' in printed
+
+
+def test_interrupted_run_leaves_a_readable_file(tmp_path):
+    out = tmp_path / "node.csv"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "perfmodel", "node", "--image-size", "32",
+                             "--sweep", "1,2,4,8,16,32,64", "--repeats", "3", "-o", str(out),
+                             "--no-progress"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until some measurements are on disk
+        if out.exists() and (R.read_results(out)["what"] == "step").any():
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    df = R.read_results(out)
+    assert (df["what"] == "peak").any() and (df["what"] == "step").any()
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["node", "--net", "resnet"], "--net='resnet' is not a known network"),
+    (["node", "--batch", "0"], "batch=0 is out of range"),
+    (["node", "--batch", "-3"], "batch=-3 is out of range"),
+    (["node", "--threads", "999"], "--threads=999 exceeds the"),
+    (["node", "--image-size", "100"], "--image-size=100"),
+    (["node", "--sweep", "a,b"], "--sweep="),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, match, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert match in err
+    assert "Traceback" not in err and len(err.splitlines()) <= 3
+
+
+def test_missing_peer_is_a_clear_error(monkeypatch, capsys):
+    from perfmodel import peers
+
+    monkeypatch.setattr(peers, "torch_available", lambda: False)
+    assert main(["node", "--peer", "torch", "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert "needs PyTorch" in err and "perfmodel[peers]" in err
+
+
+def test_cli_exit_code_2_from_a_real_process():
+    r = subprocess.run([sys.executable, "-m", "perfmodel", "node", "--batch", "0"],
+                       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+@pytest.mark.skipif(not __import__("perfmodel.peers").peers.torch_available(),
+                    reason="the peers extra (torch) is not installed")
+def test_torch_mirror_computes_the_same_forward():
+    import numpy as np
+    import torch
+
+    net = build_net("hep", 32)
+    net.eval()
+    model, _ = __import__("perfmodel.peers").peers.mirror(net)
+    model.eval()
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32), dtype=np.float32)
+    ours = net.forward(x)
+    theirs = model(torch.from_numpy(x)).detach().numpy()
+    assert np.allclose(ours, theirs, rtol=1e-4, atol=1e-5)
