@@ -98,6 +98,31 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .model_cli import run_predict
+
+    return run_predict(args)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .model_cli import run_sweep
+
+    return run_sweep(args)
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from .scenario import preset_names
+
+    print("\n".join(preset_names()))
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .model_cli import run_reproduce
+
+    return run_reproduce(args)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="perfmodel",
@@ -119,7 +144,31 @@ def _build_parser() -> argparse.ArgumentParser:
                      "(default reports/latest)")
     rep.add_argument("--full", action="store_true", help="full-size HEP instead of --quick")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
-    COMMANDS.update(node=(cmd_node, "node"), report=(cmd_report, "report"))
+    pred = sub.add_parser("predict", help="predict a cluster run from a scenario or preset",
+                          description="Predict throughput, scaling efficiency, the step's "
+                                      "breakdown and time to target of one configuration. "
+                                      "SCENARIO is a TOML file or a preset name.")
+    pred.add_argument("scenario", help="scenario file or preset (see 'perfmodel presets')")
+    pred.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                      help="override a scenario value (repeatable)")
+    pred.add_argument("--json", action="store_true", help="JSON on stdout")
+    sw = sub.add_parser("sweep", help="predictions over a grid of configurations",
+                        description="Evaluate every combination of the varied training "
+                                    "values at once and write a tidy table.")
+    sw.add_argument("scenario")
+    sw.add_argument("--vary", action="append", default=[], metavar="training.KEY=SPEC",
+                    help="a:b (integers a..b), a:b:n (n log-spaced), x,y,z (repeatable)")
+    sw.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    sw.add_argument("--output", "-o", default=None, help="CSV or .parquet (default: CSV on "
+                    "stdout)")
+    rp = sub.add_parser("reproduce", help="the paper's figures beside the model's",
+                        description="Each published figure beside the model's, with %% error "
+                                    "and whether it was fitted or held out.")
+    rp.add_argument("--json", action="store_true")
+    sub.add_parser("presets", help="list the scenario presets")
+    COMMANDS.update(node=(cmd_node, "node"), report=(cmd_report, "report"),
+                    predict=(cmd_predict, "predict"), sweep=(cmd_sweep, "sweep"),
+                    reproduce=(cmd_reproduce, "reproduce"), presets=(cmd_presets, "presets"))
     return p
 
 

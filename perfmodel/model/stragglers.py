@@ -1,0 +1,86 @@
+"""Stragglers: how long a synchronous step waits for the slowest of n nodes.
+
+Per-node step time = compute * (1 + relative noise) + additive delay. Distributions:
+
+* ``none``:        every node takes the same time.
+* ``exponential``: additive delay X ~ Exp(mean ``scale``) seconds per step (OS jitter,
+                   I/O hiccups). Max of n: mean = scale * H_n; quantile q: -scale ln(1-q^(1/n)).
+* ``normal``:      relative noise, compute * (1 + cv Z). Max of n: Blom's approximation of the
+                   expected maximum of n standard normals, Phi^-1((n-0.375)/(n+0.25)).
+* ``lognormal``:   relative, compute * exp(sigma Z - sigma^2/2) (mean 1).
+
+:func:`wait_s` gives the mean wait (what a run sustains) and the wait of the best iterations
+(the paper's "peak": the quantile ``PEAK_QUANTILE`` of the maximum). Across asynchronous groups
+nobody waits for another group: a group waits only for its own members.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DISTRIBUTIONS = ("none", "exponential", "normal", "lognormal")
+#: the best iterations of a run, as a quantile of the per-step maximum delay
+PEAK_QUANTILE = 0.05
+
+
+def norm_ppf(u) -> np.ndarray:
+    """Inverse standard normal CDF (Acklam's rational approximation, |error| < 1.2e-9)."""
+    u = np.clip(np.asarray(u, dtype=float), 1e-300, 1 - 1e-16)
+    a = [-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
+         1.383577518672690e+02, -3.066479806614716e+01, 2.506628277459239e+00]
+    b = [-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
+         6.680131188771972e+01, -1.328068155288572e+01]
+    c = [-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
+         -2.549732539343734e+00, 4.374664141464968e+00, 2.938163982698783e+00]
+    d = [7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
+         3.754408661907416e+00]
+    lo, hi = 0.02425, 1 - 0.02425
+    out = np.empty_like(u)
+    m = u < lo
+    q = np.sqrt(-2 * np.log(u[m]))
+    out[m] = (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / \
+        ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1)
+    m = (u >= lo) & (u <= hi)
+    q = u[m] - 0.5
+    r = q * q
+    out[m] = (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q / \
+        (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1)
+    m = u > hi
+    q = np.sqrt(-2 * np.log1p(-u[m]))
+    out[m] = -(((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / \
+        ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1)
+    return out
+
+
+def _harmonic(n: np.ndarray) -> np.ndarray:
+    n = np.asarray(n, dtype=float)
+    exact = np.cumsum(1.0 / np.arange(1, 65))
+    small = exact[np.clip(n.astype(int), 1, 64) - 1]
+    big = np.log(n) + 0.5772156649015329 + 1 / (2 * n) - 1 / (12 * n**2)
+    return np.where(n <= 64, small, big)
+
+
+def wait_s(distribution: str, n, compute_s, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """(mean wait, wait of the best iterations) in seconds beyond ``compute_s`` for a step
+    that waits for the slowest of ``n`` nodes, relative to one node's mean (which the measured
+    node rate already contains: one node waits for nobody). ``scale``: mean delay in s (exponential),
+    coefficient of variation (normal) or sigma (lognormal)."""
+    n = np.maximum(np.asarray(n, dtype=float), 1.0)
+    compute_s = np.asarray(compute_s, dtype=float)
+    if distribution == "none" or scale == 0:
+        z = np.zeros(np.broadcast(n, compute_s).shape)
+        return z, z
+    if distribution == "exponential":
+        # relative to one node's mean delay, which the measured node rate already contains
+        mean = scale * (_harmonic(n) - 1.0)
+        best = np.maximum(-scale * np.log1p(-PEAK_QUANTILE ** (1.0 / n)) - scale, 0.0)
+        return mean + 0 * compute_s, best + 0 * compute_s
+    e_n = np.where(n > 1, norm_ppf((n - 0.375) / (n + 0.25)), 0.0)
+    q_n = np.where(n > 1, norm_ppf(PEAK_QUANTILE ** (1.0 / n)), 0.0)
+    if distribution == "normal":
+        return compute_s * scale * e_n, compute_s * scale * np.maximum(q_n, 0)
+    if distribution == "lognormal":
+        f = lambda z: np.exp(scale * z - scale**2 / 2) - 1  # noqa: E731
+        return compute_s * np.maximum(f(e_n), 0), compute_s * np.maximum(f(q_n), 0)
+    raise ValueError(f"straggler distribution={distribution!r} is not known (allowed: "
+                     f"{', '.join(DISTRIBUTIONS)})")

@@ -1,0 +1,195 @@
+"""Step time, throughput, efficiency and time to target of sync, async and hybrid training.
+
+Everything is vectorized: a configuration is a set of arrays (strategy, workers, groups,
+parameter servers, local batch) that broadcast together, so a sweep of 10^6 configurations is
+one call.
+
+Strategies (``STRATEGIES``): ``sync`` is one group of all workers, no servers; ``async`` is one
+group per worker, with servers; ``hybrid`` is G synchronous groups exchanging with the servers
+asynchronously (Kurth et al. 2017). For G groups of n = W/G workers at local batch b:
+
+  compute      t_c = b F / R(b)                 (F FLOP per sample; R the node rate at batch b)
+  straggler    wait for the slowest of the n members of a group (stragglers.wait_s)
+  in-group     allreduce of the gradients (collectives), exposed part only if overlapped
+  servers      the group root pushes its gradient and pulls the weights (2 x (alpha + m beta)
+               per message on its link); the servers hold the parameters sharded round-robin
+               by blob (blob k on server k mod S) and each serves every group: the busiest
+               server is busy  u = 2 m_max beta + apply  per group update, so G groups
+               cycle no faster than G u: T = max(T_alone, G u), the asymptotic bound of a
+               closed queueing system (a queueing correction near saturation, M/D/1 in one
+               pass, broke monotonicity: faster links could predict slower steps).
+  step         T = t_c + wait + exposed comm + servers;  throughput = W b / T samples/s.
+
+"Sustained" uses the mean straggler wait (the mean over a run); "peak" uses the best
+iterations' wait (stragglers.PEAK_QUANTILE), as the paper reports peak and sustained rates.
+Speedup is the peak FLOP rate over one node's rate at its reference batch (how the paper gets
+6173x = 11.73 PF / 1.90 TF); efficiency is sustained throughput over W nodes each running at
+the node rate of the same local batch, so it is at most 1.
+
+Convergence (McCandlish et al. 2018): updates to the target S = S_min (1 + B_noise / B) for an
+update of B samples (a group's batch), times (1 + kappa (G - 1)) for the staleness of G
+asynchronous groups (asynchrony acts as implicit momentum, Mitliagkas et al. 2016; kappa is the
+extra updates per extra group, smaller when the explicit momentum is re-tuned). G groups make G
+updates per step time, so time to target = S T / G.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from . import collectives, stragglers
+
+STRATEGIES = ("sync", "async", "hybrid")
+STRATEGY_CODE = {s: i for i, s in enumerate(STRATEGIES)}
+
+
+@dataclass
+class NodeRate:
+    """Sustained training rate of one node as a function of local batch, FLOP/s.
+
+    Either a measured curve (``batches``, ``flops``: interpolated in log2(batch), constant
+    beyond its ends) or a reference rate ``ref_flops`` at ``ref_batch`` with a saturating
+    shape R(b) ~ b / (b + half_batch) (half_batch = 0: the same rate at every batch).
+    """
+
+    ref_flops: float
+    ref_batch: float = 8.0
+    half_batch: float = 0.0
+    batches: np.ndarray | None = None
+    flops: np.ndarray | None = None
+
+    def __call__(self, batch) -> np.ndarray:
+        b = np.asarray(batch, dtype=float)
+        if self.batches is not None:
+            return np.interp(np.log2(b), np.log2(self.batches), self.flops)
+        if self.half_batch <= 0:
+            return np.full(b.shape, float(self.ref_flops))
+        shape = lambda x: x / (x + self.half_batch)  # noqa: E731
+        return self.ref_flops * shape(b) / shape(self.ref_batch)
+
+    @property
+    def reference_flops(self) -> float:
+        """One node's rate at its reference batch: the denominator of speedups."""
+        return float(self(np.array([self.ref_batch]))[0])
+
+
+@dataclass
+class Inputs:
+    """Everything but the configuration. Units in the names."""
+
+    rate: NodeRate
+    flop_per_sample: float
+    blob_bytes: np.ndarray                  # parameter blobs (weight, bias of each layer)
+    link_latency_s: float
+    link_bandwidth_Bps: float
+    allreduce: str = "auto"
+    messages: str = "fused"                 # fused: one buffer; per-blob: one message per blob
+    overlap: bool = False                   # hide the allreduce behind the backward pass
+    reduce_bandwidth_Bps: float = 0.0       # gamma = 1 / this (0: reductions are free)
+    devices_per_node: int = 1
+    intra_latency_s: float = 0.0
+    intra_bandwidth_Bps: float = 0.0
+    straggler: str = "none"
+    straggler_scale: float = 0.0
+    ps_apply_bandwidth_Bps: float = 0.0     # server memory rate applying an update (0: free)
+    s_min: float = 0.0                      # convergence: updates at infinite batch
+    b_noise: float = 0.0                    # gradient noise scale, samples
+    async_penalty: float = 0.0              # kappa
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def param_bytes(self) -> float:
+        return float(np.sum(self.blob_bytes))
+
+    def busiest_shard_bytes(self, servers) -> np.ndarray:
+        """Bytes held by the busiest server when blob k lives on server k mod S."""
+        s = np.asarray(servers, dtype=int)
+        out = np.zeros(s.shape)
+        for n in np.unique(s):
+            if n < 1:
+                continue
+            load = np.zeros(int(n))
+            np.add.at(load, np.arange(len(self.blob_bytes)) % n, self.blob_bytes)
+            out[s == n] = load.max()
+        return out
+
+
+def _allreduce(inp: Inputs, p, nbytes_scale=1.0) -> np.ndarray:
+    beta = 1.0 / inp.link_bandwidth_Bps
+    gamma = 1.0 / inp.reduce_bandwidth_Bps if inp.reduce_bandwidth_Bps > 0 else 0.0
+    blobs = inp.blob_bytes if inp.messages == "per-blob" else np.array([inp.param_bytes])
+    total = 0.0
+    for nb in blobs:
+        if inp.devices_per_node > 1:
+            d = inp.devices_per_node
+            nodes = np.ceil(np.asarray(p, float) / d)
+            total = total + collectives.hierarchical_allreduce_s(
+                inp.allreduce, nodes, np.minimum(p, d), nb * nbytes_scale, inp.link_latency_s,
+                beta, inp.intra_latency_s, 1.0 / inp.intra_bandwidth_Bps, gamma)
+        else:
+            total = total + collectives.allreduce_s(inp.allreduce, p, nb * nbytes_scale,
+                                                    inp.link_latency_s, beta, gamma)
+    return total
+
+
+def evaluate(inp: Inputs, strategy, workers, groups, servers, batch) -> dict[str, np.ndarray]:
+    """Predictions for configurations given as broadcastable arrays.
+
+    ``strategy``: codes of STRATEGIES (or names); ``batch``: local batch per worker. Returns
+    arrays: step_time_s, peak_step_time_s, compute_s, comm_s, ps_s, straggler_s,
+    throughput_samples_per_s, throughput_flops, peak_throughput_flops, efficiency, speedup,
+    steps_to_target, time_to_target_s (NaN without a convergence model).
+    """
+    code = np.vectorize(lambda s: STRATEGY_CODE[s] if isinstance(s, str) else s, otypes=[int])(
+        strategy) if np.asarray(strategy).dtype.kind in "UO" else np.asarray(strategy)
+    w, g, s, b = np.broadcast_arrays(*(np.asarray(v, dtype=float)
+                                       for v in (workers, groups, servers, batch)))
+    code = np.broadcast_to(code, w.shape)
+    g = np.where(code == 0, 1.0, np.where(code == 1, w, g))
+    s = np.where(code == 0, 0.0, s)
+    n = w / g
+    rate = inp.rate(b)
+    t_c = b * inp.flop_per_sample / rate
+    wait_mean, wait_best = stragglers.wait_s(inp.straggler, n, t_c, inp.straggler_scale)
+    t_ar = _allreduce(inp, n)
+    if inp.overlap:  # the backward pass is ~2/3 of a step's FLOPs; the last message can't hide
+        last = t_ar / (len(inp.blob_bytes) if inp.messages == "per-blob" else 1)
+        t_ar = np.maximum(t_ar - t_c * 2.0 / 3.0, np.minimum(last, t_ar))
+    m = inp.param_bytes
+    msgs = len(inp.blob_bytes) if inp.messages == "per-blob" else 1
+    beta = 1.0 / inp.link_bandwidth_Bps
+    has_ps = s >= 1
+    round_trip = np.where(has_ps, 2 * (msgs * inp.link_latency_s + m * beta), 0.0)
+    shard = inp.busiest_shard_bytes(np.where(has_ps, s, 0))
+    apply_s = shard * 3 / inp.ps_apply_bandwidth_Bps if inp.ps_apply_bandwidth_Bps > 0 else 0.0
+    busy = np.where(has_ps, 2 * shard * beta + apply_s, 0.0)
+    out = {}
+    for tag, wait in (("", wait_mean), ("peak_", wait_best)):
+        alone = t_c + wait + t_ar + round_trip + np.where(has_ps, apply_s, 0.0)
+        # closed system of G groups sharing the busiest server: asymptotic bound
+        t = np.maximum(alone, np.where(has_ps, g * busy, 0.0))
+        out[tag + "step_time_s"] = t
+        if not tag:
+            out["ps_s"] = t - (t_c + wait + t_ar)
+    t = out["step_time_s"]
+    samples = w * b / t
+    out.update(compute_s=t_c, comm_s=t_ar, straggler_s=wait_mean,
+               throughput_samples_per_s=samples,
+               throughput_flops=samples * inp.flop_per_sample,
+               peak_throughput_flops=w * b * inp.flop_per_sample / out["peak_step_time_s"],
+               efficiency=samples * inp.flop_per_sample / (w * rate))
+    out["speedup"] = out["peak_throughput_flops"] / inp.rate.reference_flops
+    if inp.s_min > 0:
+        updates = inp.s_min * (1 + inp.b_noise / (n * b)) * (1 + inp.async_penalty * (g - 1))
+        out["steps_to_target"] = updates
+        out["time_to_target_s"] = updates * t / g
+    else:
+        out["steps_to_target"] = np.full(t.shape, np.nan)
+        out["time_to_target_s"] = np.full(t.shape, np.nan)
+    return out
+
+
+Evaluator = Callable[..., dict]

@@ -1,0 +1,103 @@
+"""``perfmodel predict``, ``sweep`` and ``reproduce``: terminal tables and JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from . import scenario as SC
+from .predict import BREAKDOWN, predict, sweep
+from .ui import UserError, table
+
+
+def _fmt(x, unit: str = "") -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if unit and abs(x) >= scale:
+            return f"{x / scale:.3g} {prefix}{unit}"
+    return f"{x:.4g} {unit}".strip()
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    s, source = SC.load(args.scenario, args.set)
+    p = predict(s)
+    if args.json:
+        print(json.dumps(p, indent=2))
+        return 0
+    cfg = p["configuration"]
+    print(f"{source}: {cfg['strategy']}, {cfg['workers']} workers, {cfg['groups']} group(s), "
+          f"{cfg['servers']} parameter server(s), local batch {cfg['batch']}")
+    rows = []
+    for key, unit in (("throughput_samples_per_s", "samples/s"), ("throughput_flops", "FLOP/s"),
+                      ("peak_throughput_flops", "FLOP/s"), ("efficiency", ""),
+                      ("speedup", "x"), ("step_time_s", "s"), ("steps_to_target", ""),
+                      ("time_to_target_s", "s")):
+        lo, hi = p["interval"][key] or (None, None)
+        rows.append([key, _fmt(p[key], unit), f"[{_fmt(lo, unit)}, {_fmt(hi, unit)}]"])
+    print(table(["quantity", "predicted", "interval"], rows))
+    print("\nstep breakdown (sustained): " + ", ".join(
+        f"{k[:-2]} {p['breakdown'][k] * 1e3:.2f} ms" for k in BREAKDOWN))
+    return 0
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    if not args.vary:
+        raise UserError("give at least one --vary training.KEY=SPEC")
+    s, _ = SC.load(args.scenario, args.set)
+    t0 = time.perf_counter()
+    df = sweep(s, args.vary)
+    dt = time.perf_counter() - t0
+    msg = (f"{len(df)} configurations evaluated in {dt:.2f} s"
+           f" ({df.attrs['dropped']} combinations dropped as invalid)")
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix == ".parquet":
+            try:
+                df.to_parquet(out)
+            except ImportError:
+                raise UserError("--output *.parquet needs pyarrow; use .csv or "
+                                "pip install pyarrow") from None
+        else:
+            df.to_csv(out, index=False)
+        print(f"{msg}; written to {out}", file=sys.stderr)
+    else:
+        df.to_csv(sys.stdout, index=False)
+        print(msg, file=sys.stderr)
+    return 0
+
+
+def run_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import passed, reproduce
+
+    figs, extra = reproduce()
+    if args.json:
+        print(json.dumps({"figures": [dict(key=f.key, what=f.what, published=f.published,
+                                           unit=f.unit, predicted=f.predicted,
+                                           error=f.error, status=f.status,
+                                           tolerance=f.tolerance, passed=passed(f),
+                                           note=f.note) for f in figs], **extra},
+                         indent=2, default=float))
+        return 0
+    rows = []
+    for f in figs:
+        ok = passed(f)
+        rows.append([f.what, f"{f.published:g} {f.unit}".strip(),
+                     "-" if math.isnan(f.predicted) else f"{f.predicted:.4g} {f.unit}".strip(),
+                     "-" if math.isnan(f.predicted) else f"{100 * f.error:+.1f}%",
+                     f.status, {True: "yes", False: "NO", None: "-"}[ok]])
+    print(table(["figure", "published", "model", "error", "used as", "within tol."], rows))
+    print("\nfitted parameters (at most three; each figure it was fitted on is not counted):")
+    for name, (v, unit, on) in extra["fitted"].items():
+        print(f"  {name} = {v:.4g} {unit}   fitted on: {on}")
+    notes = [f for f in figs if f.note]
+    for f in notes:
+        print(f"  note ({f.key}): {f.note}")
+    held = [passed(f) for f in figs if f.status == "held out"]
+    print(f"\nheld-out figures within tolerance: {sum(bool(h) for h in held)} of {len(held)}")
+    return 0

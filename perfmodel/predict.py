@@ -1,0 +1,125 @@
+"""One scenario in, one prediction out (with intervals); sweeps over configurations."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import scenario as SC
+from .model.throughput import STRATEGY_CODE, evaluate
+from .ui import UserError
+
+KEYS = ("throughput_samples_per_s", "throughput_flops", "peak_throughput_flops", "efficiency",
+        "speedup", "step_time_s", "steps_to_target", "time_to_target_s")
+BREAKDOWN = ("compute_s", "comm_s", "ps_s", "straggler_s")
+
+
+def predict(s: dict) -> dict[str, Any]:
+    """The prediction of a validated scenario: nominal values, breakdown and intervals (the
+    range over every corner of the uncertain inputs)."""
+    cfg = SC.configuration(s)
+    runs = [evaluate(SC.to_inputs(s, v), **cfg) for v in SC.corners(s)]
+    nominal = runs[0]
+
+    def val(d, k):
+        x = float(np.asarray(d[k]).reshape(-1)[0])
+        return None if np.isnan(x) else x
+
+    out: dict[str, Any] = {k: val(nominal, k) for k in KEYS}
+    out["breakdown"] = {k: val(nominal, k) for k in BREAKDOWN}
+    out["interval"] = {}
+    for k in KEYS + BREAKDOWN:
+        xs = [val(r, k) for r in runs]
+        xs = [x for x in xs if x is not None]
+        out["interval"][k] = [min(xs), max(xs)] if xs else None
+    out["configuration"] = cfg
+    c = s["cluster"]
+    out["node_peak_fraction"] = out["throughput_flops"] / (cfg["workers"]
+                                                           * c["node_peak_flops"].nominal)
+    if s["workload"]["dataset_samples"]:
+        out["epoch_time_s"] = s["workload"]["dataset_samples"] / out["throughput_samples_per_s"]
+    return out
+
+
+def parse_vary(text: str) -> tuple[str, str, np.ndarray]:
+    """``section.key=a:b`` (all integers a..b), ``a:b:n`` (n log-spaced integers) or
+    ``x,y,z`` (a list; strategies by name)."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise UserError(f"--vary {text!r}: expected section.key=a:b, a:b:n or x,y,z")
+    path, spec = text.split("=", 1)
+    sec, key = path.strip().split(".", 1)
+    allowed = {"training": ("workers", "groups", "param_servers", "batch_per_worker",
+                            "global_batch", "strategy")}
+    if key not in allowed.get(sec, ()):
+        raise UserError(f"--vary {path}: only training.{{{', '.join(allowed['training'])}}} "
+                        "can be varied")
+    try:
+        if key == "strategy":
+            vals = [v.strip() for v in spec.split(",")]
+            bad = [v for v in vals if v not in STRATEGY_CODE]
+            if bad:
+                raise UserError(f"--vary {path}: {bad[0]!r} is not a strategy")
+            return sec, key, np.array([STRATEGY_CODE[v] for v in vals])
+        if ":" in spec:
+            parts = [int(p) for p in spec.split(":")]
+            if len(parts) == 2:
+                arr = np.arange(parts[0], parts[1] + 1)
+            elif len(parts) == 3:
+                arr = np.unique(np.round(np.geomspace(parts[0], parts[1], parts[2])).astype(int))
+            else:
+                raise ValueError
+        else:
+            arr = np.array([int(v) for v in spec.split(",")])
+    except ValueError:
+        raise UserError(f"--vary {text!r}: expected integers as a:b, a:b:n or x,y,z") from None
+    if arr.size == 0 or arr.min() < (0 if key == "param_servers" else 1):
+        raise UserError(f"--vary {text!r}: values out of range")
+    return sec, key, arr
+
+
+def sweep(s: dict, varies: list[str]) -> pd.DataFrame:
+    """Every combination of the varied values, evaluated at once (vectorized). Combinations
+    that break the scenario's rules (groups that do not divide the workers, more ranks than
+    the cluster, a strategy without its servers) are dropped."""
+    cfg = SC.configuration(s)
+    t = s["training"]
+    base = dict(strategy=STRATEGY_CODE[cfg["strategy"]], workers=cfg["workers"],
+                groups=cfg["groups"], param_servers=cfg["servers"],
+                batch_per_worker=t["batch_per_worker"], global_batch=t["global_batch"])
+    axes = {}
+    for v in varies:
+        _, key, arr = parse_vary(v)
+        axes[key] = arr
+    names = list(axes)
+    grids = np.meshgrid(*axes.values(), indexing="ij") if axes else []
+    cols = {k: np.asarray(base[k]) if base[k] is not None else None for k in base}
+    for k, g in zip(names, grids):
+        cols[k] = g.reshape(-1)
+    size = grids[0].size if grids else 1
+    full = {k: (np.broadcast_to(v, (size,)) if v is not None else None) for k, v in cols.items()}
+    w, g, ps, strat = (full[k].astype(float) if k != "strategy" else full[k]
+                       for k in ("workers", "groups", "param_servers", "strategy"))
+    g = np.where(strat == 0, 1, np.where(strat == 1, w, g))
+    ps = np.where(strat == 0, 0, ps)
+    if full["global_batch"] is not None and "batch_per_worker" not in names:
+        per_group = w / g
+        b = full["global_batch"] / per_group
+        ok_b = np.isclose(b, np.round(b)) & (b >= 1)
+    else:
+        b = full["batch_per_worker"].astype(float)
+        ok_b = b >= 1
+    devices = s["cluster"]["nodes"] * s["cluster"]["devices_per_node"]
+    ok = ok_b & (g <= w) & (np.mod(w, g) == 0) & (w + ps <= devices) \
+        & ((strat == 0) | (ps >= 1))
+    inp = SC.to_inputs(s)
+    res = evaluate(inp, strat[ok], w[ok], g[ok], ps[ok], b[ok])
+    df = pd.DataFrame({"strategy": np.array(list(STRATEGY_CODE))[strat[ok]],
+                       "workers": w[ok].astype(int), "groups": g[ok].astype(int),
+                       "param_servers": ps[ok].astype(int), "batch_per_worker": b[ok]})
+    for k in KEYS + BREAKDOWN + ("peak_step_time_s",):
+        df[k] = res[k]
+    df.attrs["dropped"] = int((~ok).sum())
+    return df

@@ -1,0 +1,372 @@
+"""Scenario files (TOML): validation with clear errors, presets, and conversion to model inputs.
+
+Sections and keys (units in the names; defaults in :data:`SCHEMA`):
+
+* ``[cluster]``: ``nodes``, ``devices_per_node``, ``node_peak_flops``, ``node_flops`` (sustained
+  training rate at ``node_batch``) or ``node_profile`` (a ``perfmodel node`` results file:
+  the rate-vs-batch curve), ``node_half_batch`` (rate ~ b/(b + half): how the rate falls at small
+  local batch), ``link_latency_s``, ``link_bandwidth_Bps``, ``intra_latency_s``,
+  ``intra_bandwidth_Bps``, ``allreduce``, ``messages``, ``overlap``, ``reduce_bandwidth_Bps``,
+  ``ps_apply_bandwidth_Bps``, ``straggler`` (none, exponential, normal, lognormal) and
+  ``straggler_scale``.
+* ``[workload]``: ``net`` (hep, climate) with ``image_size`` / ``image_width``, or explicit
+  ``params`` and ``flop_per_sample``; ``dataset_samples``.
+* ``[training]``: ``strategy`` (sync, async, hybrid), ``workers``, ``groups``,
+  ``param_servers``, and ``batch_per_worker`` (weak scaling) or ``global_batch`` (strong
+  scaling: the batch of one synchronous group).
+* ``[convergence]``: ``target_loss``, ``s_min``, ``b_noise``, ``async_penalty``.
+
+A float may carry its uncertainty: ``x``, ``[low, high]`` (nominal: the midpoint) or
+``{nominal = x, low = a, high = b}``. Predictions evaluate every corner of the uncertain
+inputs and report the range as the interval. Unknown keys are errors naming the key.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .model import collectives, stragglers
+from .model.throughput import STRATEGIES, Inputs, NodeRate
+from .ui import UserError
+
+REQ = object()  # marks a required key
+#: section -> key -> (type, default). 'num' may carry an interval.
+SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
+    "cluster": {
+        "name": ("str", ""), "nodes": ("int", REQ), "devices_per_node": ("int", 1),
+        "node_peak_flops": ("num", REQ), "node_flops": ("num", None),
+        "node_profile": ("str", None), "node_batch": ("int", 8), "node_half_batch": ("num", 0.0),
+        "link_latency_s": ("num", REQ), "link_bandwidth_Bps": ("num", REQ),
+        "intra_latency_s": ("num", None), "intra_bandwidth_Bps": ("num", None),
+        "allreduce": ("str", "auto"), "messages": ("str", "fused"), "overlap": ("bool", False),
+        "reduce_bandwidth_Bps": ("num", 0.0), "ps_apply_bandwidth_Bps": ("num", 0.0),
+        "straggler": ("str", "none"), "straggler_scale": ("num", 0.0),
+    },
+    "workload": {
+        "net": ("str", None), "image_size": ("int", None), "image_width": ("int", None),
+        "params": ("int", None), "flop_per_sample": ("num", None),
+        "dataset_samples": ("int", 0),
+    },
+    "training": {
+        "strategy": ("str", REQ), "workers": ("int", REQ), "groups": ("int", 1),
+        "param_servers": ("int", 0), "batch_per_worker": ("int", None),
+        "global_batch": ("int", None),
+    },
+    "convergence": {
+        "target_loss": ("num", None), "s_min": ("num", 0.0), "b_noise": ("num", 0.0),
+        "async_penalty": ("num", 0.0),
+    },
+}
+CHOICES = {("cluster", "allreduce"): collectives.ALGORITHMS,
+           ("cluster", "messages"): ("fused", "per-blob"),
+           ("cluster", "straggler"): stragglers.DISTRIBUTIONS,
+           ("training", "strategy"): STRATEGIES,
+           ("workload", "net"): ("hep", "climate")}
+POSITIVE = {"nodes", "devices_per_node", "node_peak_flops", "node_flops", "node_batch",
+            "link_bandwidth_Bps", "intra_bandwidth_Bps", "workers", "groups",
+            "batch_per_worker", "global_batch", "params", "flop_per_sample", "image_size",
+            "image_width"}
+
+
+@dataclass
+class Interval:
+    nominal: float
+    low: float
+    high: float
+
+    @property
+    def uncertain(self) -> bool:
+        return self.low != self.high
+
+
+def _num(where: str, v: Any) -> Interval:
+    if isinstance(v, bool):
+        raise UserError(f"{where}: expected a number, got {v!r}")
+    if isinstance(v, (int, float)):
+        return Interval(float(v), float(v), float(v))
+    if isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float))
+                                                   and not isinstance(x, bool) for x in v):
+        lo, hi = float(v[0]), float(v[1])
+        if lo > hi:
+            raise UserError(f"{where}: interval [{lo}, {hi}] has low > high")
+        return Interval((lo + hi) / 2, lo, hi)
+    if isinstance(v, dict) and set(v) == {"nominal", "low", "high"}:
+        iv = Interval(*(float(_num(where, v[k]).nominal) for k in ("nominal", "low", "high")))
+        if not iv.low <= iv.nominal <= iv.high:
+            raise UserError(f"{where}: needs low <= nominal <= high, got {v}")
+        return iv
+    raise UserError(f"{where}: expected a number, [low, high] or {{nominal, low, high}}, "
+                    f"got {v!r}")
+
+
+def validate(raw: dict, source: str = "scenario") -> dict[str, dict[str, Any]]:
+    """Check types, ranges and consistency; fill defaults. Raises UserError naming the field."""
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: not a table of sections")
+    for sec in raw:
+        if sec not in SCHEMA:
+            raise UserError(f"{source}: unknown section [{sec}] (allowed: "
+                            f"{', '.join(SCHEMA)})")
+    out: dict[str, dict[str, Any]] = {}
+    for sec, keys in SCHEMA.items():
+        given = raw.get(sec, {})
+        if not isinstance(given, dict):
+            raise UserError(f"{source}: [{sec}] must be a table, got {given!r}")
+        for k in given:
+            if k not in keys:
+                raise UserError(f"{source}: unknown key {sec}.{k} (allowed: "
+                                f"{', '.join(keys)})")
+        vals: dict[str, Any] = {}
+        for k, (typ, default) in keys.items():
+            where = f"{source}: {sec}.{k}"
+            if k not in given:
+                if default is REQ:
+                    raise UserError(f"{where} is required")
+                vals[k] = Interval(default, default, default) if typ == "num" and \
+                    default is not None else default
+                continue
+            v = given[k]
+            if typ == "int":
+                if isinstance(v, bool) or not isinstance(v, int):
+                    raise UserError(f"{where}: expected an integer, got {v!r}")
+            elif typ == "str":
+                if not isinstance(v, str):
+                    raise UserError(f"{where}: expected a string, got {v!r}")
+                allowed = CHOICES.get((sec, k))
+                if allowed and v not in allowed:
+                    raise UserError(f"{where}={v!r} is not allowed (allowed: "
+                                    f"{', '.join(allowed)})")
+            elif typ == "bool":
+                if not isinstance(v, bool):
+                    raise UserError(f"{where}: expected true or false, got {v!r}")
+            elif typ == "num":
+                v = _num(where, v)
+            if k in POSITIVE:
+                lo = v.low if isinstance(v, Interval) else v
+                if not lo > 0:
+                    raise UserError(f"{where}={v if not isinstance(v, Interval) else lo} is "
+                                    "out of range (allowed > 0)")
+            elif isinstance(v, Interval) and v.low < 0:
+                raise UserError(f"{where}={v.low} is out of range (allowed >= 0)")
+            elif typ == "int" and isinstance(v, int) and v < 0:
+                raise UserError(f"{where}={v} is out of range (allowed >= 0)")
+            vals[k] = v
+        out[sec] = vals
+    _check_consistency(out, source)
+    return out
+
+
+def _check_consistency(s: dict, source: str) -> None:
+    c, w, t = s["cluster"], s["workload"], s["training"]
+    if (c["node_flops"] is None) == (c["node_profile"] is None):
+        raise UserError(f"{source}: cluster needs exactly one of node_flops and node_profile")
+    if c["devices_per_node"] > 1 and (c["intra_latency_s"] is None
+                                      or c["intra_bandwidth_Bps"] is None):
+        raise UserError(f"{source}: cluster.devices_per_node={c['devices_per_node']} needs "
+                        "intra_latency_s and intra_bandwidth_Bps")
+    if w["net"] is None and (w["params"] is None or w["flop_per_sample"] is None):
+        raise UserError(f"{source}: workload needs net, or both params and flop_per_sample")
+    if w["net"] is not None and w["params"] is not None:
+        raise UserError(f"{source}: workload takes net or params, not both")
+    strat, workers, groups, ps = t["strategy"], t["workers"], t["groups"], t["param_servers"]
+    devices = c["nodes"] * c["devices_per_node"]
+    if workers + ps > devices:
+        raise UserError(f"{source}: training.workers + training.param_servers = "
+                        f"{workers + ps} exceeds the {devices} devices of the cluster")
+    if ps >= c["nodes"] * c["devices_per_node"]:
+        raise UserError(f"{source}: training.param_servers={ps} must be fewer than the "
+                        f"cluster's {devices} devices")
+    if groups > workers:
+        raise UserError(f"{source}: training.groups={groups} exceeds training.workers="
+                        f"{workers}")
+    if workers % groups:
+        raise UserError(f"{source}: training.groups={groups} does not divide "
+                        f"training.workers={workers} into equal groups")
+    if strat == "sync" and (groups != 1 or ps != 0):
+        raise UserError(f"{source}: training.strategy='sync' takes groups=1 and "
+                        f"param_servers=0 (got groups={groups}, param_servers={ps})")
+    if strat in ("async", "hybrid") and ps < 1:
+        raise UserError(f"{source}: training.strategy={strat!r} needs param_servers >= 1")
+    if strat == "async" and groups not in (1, workers):
+        raise UserError(f"{source}: training.strategy='async' makes every worker its own "
+                        f"group (groups={groups} given)")
+    if (t["batch_per_worker"] is None) == (t["global_batch"] is None):
+        raise UserError(f"{source}: training needs exactly one of batch_per_worker and "
+                        "global_batch")
+    if t["global_batch"] is not None:
+        per_group = workers // (workers if strat == "async" else groups)
+        if t["global_batch"] % per_group:
+            raise UserError(f"{source}: training.global_batch={t['global_batch']} does not "
+                            f"divide over the {per_group} workers of a group")
+    if w["net"] is not None:
+        workload_ledger(w)  # the net must build at this size: errors name the field
+
+
+def load(name_or_path: str, overrides: list[str] | None = None) -> tuple[dict, str]:
+    """Read a scenario file or a preset by name, apply ``section.key=value`` overrides and
+    validate. Returns (validated scenario, source label)."""
+    raw, source = _read(name_or_path)
+    for o in overrides or []:
+        _apply_override(raw, o)
+    return validate(raw, source), source
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("perfmodel.presets").iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def _read(name_or_path: str) -> tuple[dict, str]:
+    p = Path(name_or_path)
+    if not p.exists():
+        pre = resources.files("perfmodel.presets") / f"{name_or_path}.toml"
+        if not pre.is_file():
+            raise UserError(f"{name_or_path!r} is neither a scenario file nor a preset "
+                            f"(presets: {', '.join(preset_names())})")
+        text, source = pre.read_text(), f"preset {name_or_path}"
+    else:
+        try:
+            text, source = p.read_text(), str(p)
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"{p}: cannot read ({e})") from None
+    try:
+        return tomllib.loads(text), source
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{source}: not valid TOML ({e})") from None
+
+
+def _apply_override(raw: dict, text: str) -> None:
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise UserError(f"--set {text!r}: expected section.key=value")
+    path, value = text.split("=", 1)
+    sec, key = path.strip().split(".", 1)
+    try:
+        v = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        v = value.strip()
+    raw.setdefault(sec, {})[key] = v
+
+
+# --- from a scenario to the model's inputs ---------------------------------------------------
+
+def workload_ledger(w: dict) -> tuple[float, np.ndarray]:
+    """(FLOP per sample of a training step, parameter blob sizes in bytes)."""
+    if w["net"] is None:
+        return float(w["flop_per_sample"].nominal), np.array([4.0 * w["params"]])
+    flop, blobs = _net_ledger(w["net"], w["image_size"], w["image_width"])
+    return flop, np.array(blobs)
+
+
+@functools.lru_cache(maxsize=16)
+def _net_ledger(net: str, image_size: int | None, image_width: int | None
+                ) -> tuple[float, tuple[float, ...]]:
+    import kernels
+
+    size: Any = image_size
+    if image_width is not None:
+        if net == "hep" and image_width != image_size:
+            raise UserError("workload.image_width: the HEP net takes square images "
+                            f"(image_size={image_size}, image_width={image_width})")
+        size = (image_size or 768, image_width) if net == "climate" else image_size
+    try:
+        model = kernels.NETS[net](**({} if size is None else {"image_size": size}))
+    except ValueError as e:
+        raise UserError(f"workload.image_size: {e}") from None
+    led = model.ledger(1)
+    blobs = tuple(4.0 * wt.size for _, l in model.named_layers() for _, wt, _ in l.params())
+    return float(led.step_flop), blobs
+
+
+def _node_rate(c: dict, flops: float) -> NodeRate:
+    if c["node_profile"] is not None:
+        from .results import ResultsError, read_results
+
+        try:
+            df = read_results(c["node_profile"])
+        except ResultsError as e:
+            raise UserError(f"cluster.node_profile: {e}") from None
+        steps = df[(df.what == "step") & (df.metric == "flop_rate")
+                   & (df.implementation == "numba")].groupby("batch")["value"].max()
+        if len(steps) < 1:
+            raise UserError(f"cluster.node_profile: {c['node_profile']} holds no step rates "
+                            "(run perfmodel node)")
+        b = steps.index.to_numpy(float)
+        ref = c["node_batch"] if c["node_batch"] in steps.index else b[-1]
+        return NodeRate(ref_flops=float(steps.loc[ref]), ref_batch=float(ref), batches=b,
+                        flops=steps.to_numpy(float))
+    return NodeRate(ref_flops=flops, ref_batch=float(c["node_batch"]),
+                    half_batch=c["node_half_batch"].nominal if isinstance(
+                        c["node_half_batch"], Interval) else 0.0)
+
+
+UNCERTAIN = [("cluster", "node_flops"), ("cluster", "link_latency_s"),
+             ("cluster", "link_bandwidth_Bps"), ("cluster", "straggler_scale"),
+             ("cluster", "node_half_batch"), ("convergence", "b_noise"),
+             ("convergence", "s_min"), ("convergence", "async_penalty")]
+
+
+def corners(s: dict) -> list[dict[tuple[str, str], float]]:
+    """Value sets for the nominal case and for every corner of the uncertain inputs."""
+    nominal = {k: (s[k[0]][k[1]].nominal if isinstance(s[k[0]][k[1]], Interval) else None)
+               for k in UNCERTAIN}
+    unc = [k for k in UNCERTAIN if isinstance(s[k[0]][k[1]], Interval)
+           and s[k[0]][k[1]].uncertain]
+    out = [nominal]
+    for combo in itertools.product((0, 1), repeat=len(unc)):
+        d = dict(nominal)
+        for k, hi in zip(unc, combo):
+            iv = s[k[0]][k[1]]
+            d[k] = iv.high if hi else iv.low
+        out.append(d)
+    return out
+
+
+def to_inputs(s: dict, values: dict[tuple[str, str], float] | None = None) -> Inputs:
+    c, conv = s["cluster"], s["convergence"]
+    values = values or corners(s)[0]
+    flop_per_sample, blobs = workload_ledger(s["workload"])
+
+    def get(sec, key):
+        v = values.get((sec, key))
+        if v is not None:
+            return v
+        x = s[sec][key]
+        return x.nominal if isinstance(x, Interval) else x
+
+    rate = _node_rate(c, get("cluster", "node_flops") or 0.0)
+    if c["node_profile"] is None:
+        rate.half_batch = get("cluster", "node_half_batch")
+    return Inputs(
+        rate=rate, flop_per_sample=flop_per_sample, blob_bytes=blobs,
+        link_latency_s=get("cluster", "link_latency_s"),
+        link_bandwidth_Bps=get("cluster", "link_bandwidth_Bps"),
+        allreduce=c["allreduce"], messages=c["messages"], overlap=c["overlap"],
+        reduce_bandwidth_Bps=get("cluster", "reduce_bandwidth_Bps"),
+        devices_per_node=c["devices_per_node"],
+        intra_latency_s=get("cluster", "intra_latency_s") or 0.0,
+        intra_bandwidth_Bps=get("cluster", "intra_bandwidth_Bps") or 1.0,
+        straggler=c["straggler"], straggler_scale=get("cluster", "straggler_scale"),
+        ps_apply_bandwidth_Bps=get("cluster", "ps_apply_bandwidth_Bps"),
+        s_min=get("convergence", "s_min") if conv["target_loss"] is not None else 0.0,
+        b_noise=get("convergence", "b_noise"), async_penalty=get("convergence",
+                                                                  "async_penalty"))
+
+
+def configuration(s: dict) -> dict[str, Any]:
+    """(strategy, workers, groups, param_servers, local batch) of the scenario's training."""
+    t = s["training"]
+    groups = t["workers"] if t["strategy"] == "async" else t["groups"]
+    if t["batch_per_worker"] is not None:
+        b = t["batch_per_worker"]
+    else:
+        b = t["global_batch"] // (t["workers"] // groups)
+    return dict(strategy=t["strategy"], workers=t["workers"], groups=groups,
+                servers=t["param_servers"], batch=b)

@@ -1,0 +1,288 @@
+"""The analytic model: closed forms, properties (hypothesis), scenarios and their errors."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from perfmodel import scenario as SC
+from perfmodel.cli import main
+from perfmodel.model import collectives as C
+from perfmodel.model import stragglers as S
+from perfmodel.model.throughput import Inputs, NodeRate, evaluate
+from perfmodel.predict import predict, sweep
+from perfmodel.ui import UserError
+
+
+def inputs(**kw) -> Inputs:
+    base = dict(rate=NodeRate(ref_flops=2e12, ref_batch=8, half_batch=kw.pop("half", 0.0)),
+                flop_per_sample=15e9, blob_bytes=np.array([1e6, 4e3, 2e6, 8e3]),
+                link_latency_s=2e-6, link_bandwidth_Bps=8e9, allreduce="ring",
+                straggler="exponential", straggler_scale=0.003)
+    base.update(kw)
+    return Inputs(**base)
+
+
+# --- collectives: closed forms at p = 2^k ------------------------------------------------------
+
+@given(k=st.integers(1, 14), n=st.floats(1, 1e9), a=st.floats(1e-8, 1e-4),
+       b=st.floats(1e-12, 1e-8), g=st.floats(0, 1e-9))
+def test_collectives_equal_closed_forms_at_powers_of_two(k, n, a, b, g):
+    p = 2**k
+    f = (p - 1) / p
+    expect = {
+        "ring": 2 * (p - 1) * a + 2 * n * f * b + n * f * g,
+        "recursive-doubling": k * (a + n * b + n * g),
+        "rabenseifner": 2 * k * a + 2 * n * f * b + n * f * g,
+        "reduce-bcast": 2 * k * (a + n * b) + k * n * g,
+        "tree": 4 * k * (a + n * b) + 2 * k * n * g,
+    }
+    for alg, t in expect.items():
+        assert float(C.allreduce_s(alg, p, n, a, b, g)) == pytest.approx(t, rel=1e-12)
+    auto = expect["recursive-doubling"] if n <= C.AUTO_SHORT_BYTES else expect["rabenseifner"]
+    assert float(C.allreduce_s("auto", p, n, a, b, g)) == pytest.approx(auto, rel=1e-12)
+
+
+def test_one_rank_communicates_nothing():
+    for alg in C.ALGORITHMS:
+        assert float(C.allreduce_s(alg, 1, 1e6, 1e-6, 1e-9)) == 0.0
+
+
+def test_unknown_algorithm():
+    with pytest.raises(ValueError, match="allreduce='butterfly' is not known"):
+        C.allreduce_s("butterfly", 4, 1, 1, 1)
+
+
+# --- stragglers --------------------------------------------------------------------------------
+
+def test_exponential_max_is_harmonic():
+    mean, best = S.wait_s("exponential", np.array([1, 2, 10]), 0.1, 2.0)
+    assert mean.tolist() == pytest.approx([0.0, 2.0 * 0.5, 2.0 * (sum(1 / i for i in range(1, 11)) - 1)])
+    assert (best <= mean + 1e-12).all()
+
+
+def test_normal_expected_maximum_matches_simulation():
+    rng = np.random.default_rng(0)
+    sim = rng.standard_normal((20000, 100)).max(1).mean()
+    mean, _ = S.wait_s("normal", 100, 1.0, 1.0)
+    assert float(mean) == pytest.approx(sim, rel=0.02)
+
+
+def test_norm_ppf():
+    from statistics import NormalDist
+
+    u = np.array([1e-10, 0.01, 0.3, 0.5, 0.9, 0.999999])
+    ref = [NormalDist().inv_cdf(x) for x in u]
+    assert S.norm_ppf(u) == pytest.approx(ref, abs=1e-8)
+
+
+# --- properties of the throughput model --------------------------------------------------------
+
+configs = st.tuples(st.sampled_from(["sync", "async", "hybrid"]), st.integers(0, 12),
+                    st.integers(0, 6), st.integers(1, 16), st.integers(1, 64))
+
+
+def _cfg(c):
+    strat, lw, lg, ps, b = c
+    w = 2**lw
+    g = min(2**lg, w)
+    return dict(strategy=strat, workers=w, groups=g, servers=ps, batch=b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(c=configs, alg=st.sampled_from(C.ALGORITHMS), half=st.floats(0, 64),
+       scale=st.floats(0, 0.05), dist=st.sampled_from(S.DISTRIBUTIONS))
+def test_efficiency_at_most_one(c, alg, half, scale, dist):
+    inp = inputs(allreduce=alg, half=half, straggler=dist,
+                 straggler_scale=scale if dist == "exponential" else scale * 10)
+    r = evaluate(inp, **_cfg(c))
+    assert float(r["efficiency"]) <= 1 + 1e-12
+    assert float(r["step_time_s"]) >= float(r["compute_s"])
+    assert float(r["peak_throughput_flops"]) >= float(r["throughput_flops"]) * (1 - 1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(c=configs, alg=st.sampled_from(C.ALGORITHMS), f=st.floats(1.0, 100.0),
+       msgs=st.sampled_from(["fused", "per-blob"]), overlap=st.booleans())
+def test_more_bandwidth_or_less_latency_never_slows(c, alg, f, msgs, overlap):
+    cfg = _cfg(c)
+    base = inputs(allreduce=alg, messages=msgs, overlap=overlap)
+    t0 = float(evaluate(base, **cfg)["step_time_s"])
+    faster_bw = inputs(allreduce=alg, messages=msgs, overlap=overlap,
+                       link_bandwidth_Bps=base.link_bandwidth_Bps * f)
+    lower_lat = inputs(allreduce=alg, messages=msgs, overlap=overlap,
+                       link_latency_s=base.link_latency_s / f)
+    assert float(evaluate(faster_bw, **cfg)["step_time_s"]) <= t0 * (1 + 1e-12)
+    assert float(evaluate(lower_lat, **cfg)["step_time_s"]) <= t0 * (1 + 1e-12)
+
+
+@given(b=st.integers(1, 256), half=st.floats(0, 32))
+def test_sync_on_one_node_is_the_node_rate(b, half):
+    inp = inputs(half=half)
+    r = evaluate(inp, "sync", 1, 1, 0, b)
+    assert float(r["throughput_flops"]) == pytest.approx(float(inp.rate(b)), rel=1e-12)
+    assert float(r["efficiency"]) == pytest.approx(1.0)
+
+
+@given(lw=st.integers(0, 12), ps=st.integers(1, 8), b=st.integers(1, 64))
+def test_hybrid_with_one_group_is_sync_plus_the_server_round_trip(lw, ps, b):
+    inp = inputs(straggler="none")
+    w = 2**lw
+    sync = evaluate(inp, "sync", w, 1, 0, b)
+    hyb = evaluate(inp, "hybrid", w, 1, ps, b)
+    m = inp.param_bytes
+    expect = float(sync["step_time_s"]) + 2 * (inp.link_latency_s + m / inp.link_bandwidth_Bps)
+    assert float(hyb["step_time_s"]) == pytest.approx(expect, rel=1e-12)
+
+
+def test_sharding_is_round_robin_by_blob():
+    inp = inputs(blob_bytes=np.array([10.0, 1.0, 5.0, 2.0, 7.0]))
+    # server 0: blobs 0, 2, 4 = 22; server 1: 1, 3 = 3
+    assert inp.busiest_shard_bytes(np.array([2]))[0] == 22.0
+    assert inp.busiest_shard_bytes(np.array([5]))[0] == 10.0
+
+
+def test_servers_saturate_and_bound_the_step():
+    inp = inputs(straggler="none", blob_bytes=np.array([1e9]))  # 1 GB model, one blob
+    r = evaluate(inp, "async", 1024, 1024, 1, 8)
+    busy = 2 * 1e9 / inp.link_bandwidth_Bps
+    assert float(r["step_time_s"]) == pytest.approx(1024 * busy)
+
+
+def test_node_rate_curve_interpolates_in_log_batch():
+    rate = NodeRate(ref_flops=4.0, ref_batch=4, batches=np.array([1.0, 4.0, 16.0]),
+                    flops=np.array([1.0, 4.0, 5.0]))
+    assert rate(np.array([2.0, 8.0, 64.0])).tolist() == pytest.approx([2.5, 4.5, 5.0])
+
+
+# --- scenarios ---------------------------------------------------------------------------------
+
+def test_presets_load_and_predict():
+    for name in SC.preset_names():
+        s, _ = SC.load(name)
+        p = predict(s)
+        for key in ("throughput_samples_per_s", "throughput_flops", "peak_throughput_flops",
+                    "efficiency", "speedup", "step_time_s"):
+            lo, hi = p["interval"][key]
+            assert lo <= p[key] <= hi
+        assert set(p["breakdown"]) == {"compute_s", "comm_s", "ps_s", "straggler_s"}
+
+
+def test_predict_json_cli(capsys):
+    assert main(["predict", "cori-knl-hep", "--json", "--set", "training.groups=1",
+                 "--set", "training.strategy='sync'", "--set", "training.param_servers=0"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["configuration"]["strategy"] == "sync"
+    assert d["breakdown"]["ps_s"] == 0.0
+
+
+def test_convergence_and_time_to_target():
+    s, _ = SC.load("cori-knl-hep", ["convergence.target_loss=0.05", "convergence.s_min=1000",
+                                     "convergence.b_noise=8528", "convergence.async_penalty=0.1"])
+    p = predict(s)
+    updates = 1000 * (1 + 8528 / 8528) * (1 + 0.1 * 8)
+    assert p["steps_to_target"] == pytest.approx(updates)
+    assert p["time_to_target_s"] == pytest.approx(updates * p["step_time_s"] / 9)
+
+
+def test_sweep_is_vectorized_and_drops_invalid(tmp_path):
+    s, _ = SC.load("cori-knl-hep")
+    df = sweep(s, ["training.workers=1:2000", "training.groups=1,2,3",
+                   "training.strategy=sync,hybrid"])
+    assert df.attrs["dropped"] > 0
+    assert (df["workers"] % df["groups"] == 0).all()
+    assert (df[df.strategy == "sync"]["groups"] == 1).all()
+    one = df[(df.strategy == "hybrid") & (df.workers == 1062) & (df.groups == 3)]
+    p = predict(SC.load("cori-knl-hep", ["training.workers=1062", "training.groups=3"])[0])
+    assert float(one["throughput_flops"].iloc[0]) == pytest.approx(p["throughput_flops"])
+
+
+BAD = [
+    ({"training": {"groups": 10}}, "training.groups=10 does not divide"),
+    ({"training": {"groups": 20000}}, "exceeds training.workers"),
+    ({"training": {"param_servers": 9688}}, "exceeds the 9688 devices"),
+    ({"training": {"strategy": "elastic"}}, "training.strategy='elastic' is not allowed"),
+    ({"training": {"workers": "many"}}, "training.workers: expected an integer"),
+    ({"cluster": {"link_bandwidth_Bps": -1.0}}, "link_bandwidth_Bps=-1.0 is out of range"),
+    ({"cluster": {"speed": 3}}, "unknown key cluster.speed"),
+    ({"weather": {}}, "unknown section [weather]"),
+    ({"training": {"global_batch": 1000, "batch_per_worker": None}}, "does not divide"),
+    ({"cluster": {"link_latency_s": [3e-6, 1e-6]}}, "low > high"),
+]
+
+
+def _hep_raw():
+    import tomllib
+    from importlib import resources
+
+    return tomllib.loads((resources.files("perfmodel.presets") / "cori-knl-hep.toml")
+                         .read_text())
+
+
+@pytest.mark.parametrize("patch,match", BAD)
+def test_bad_scenarios_name_the_field(patch, match):
+    raw = _hep_raw()
+    for sec, kv in patch.items():
+        raw.setdefault(sec, {})
+        for k, v in kv.items():
+            if v is None:
+                raw[sec].pop(k, None)
+            else:
+                raw[sec][k] = v
+    with pytest.raises(UserError, match=match.replace("[", r"\[").replace("(", r"\(")):
+        SC.validate(raw, "test")
+
+
+def test_missing_required_key():
+    raw = _hep_raw()
+    del raw["cluster"]["nodes"]
+    with pytest.raises(UserError, match="cluster.nodes is required"):
+        SC.validate(raw, "test")
+
+
+def test_bad_scenario_file_cli(tmp_path, capsys):
+    p = tmp_path / "s.toml"
+    p.write_text("[cluster\nnodes = 3")
+    assert main(["predict", str(p)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+    assert main(["predict", "no-such-preset"]) == 2
+    assert main(["predict", "cori-knl-hep", "--set", "training.groups=7"]) == 2
+
+
+def _mutate(raw: dict, rnd: random.Random) -> dict:
+    raw = copy.deepcopy(raw)
+    junk = [0, -1, 1, 2.5, -3.7, 1e30, "x", "", True, [1, 2], [2, 1], {"a": 1}, None, 10**9,
+            "hybrid", "ring", [0.0, 1e-6], {"nominal": 1, "low": 0, "high": 2}]
+    for _ in range(rnd.randint(1, 4)):
+        sec = rnd.choice(list(SC.SCHEMA) + ["bogus"])
+        key = rnd.choice(list(SC.SCHEMA.get(sec, {"k": 0})) + ["bogus"])
+        v = rnd.choice(junk)
+        if v is None:
+            raw.get(sec, {}).pop(key, None)
+        else:
+            raw.setdefault(sec, {})[key] = v
+    return raw
+
+
+def test_fuzzed_scenarios_never_raise_a_traceback():
+    rnd = random.Random(0)
+    raw = _hep_raw()
+    ok = 0
+    for _ in range(1000):
+        m = _mutate(raw, rnd)
+        try:
+            s = SC.validate(m, "fuzz")
+            p = predict(s)
+            assert all(not (isinstance(v, float) and math.isnan(v)) for v in
+                       (p["throughput_flops"], p["step_time_s"]))
+            ok += 1
+        except UserError:
+            pass
+    assert ok > 50  # the fuzzer does reach the model, not only the validator
