@@ -90,6 +90,18 @@ class Net:
             for p, w, _ in l.params():
                 w[...] = state[f"{n}.{p}"]
 
+    def compute_gradients(self, x: np.ndarray, y: Any, timer: LayerTimer | None = None
+                          ) -> float:
+        """Forward, loss and backward: fills every layer's gradients, returns the loss."""
+        raise NotImplementedError
+
+    def train_step(self, x: np.ndarray, y: Any, lr: float | None = None,
+                   timer: LayerTimer | None = None) -> float:
+        """Forward, loss, backward and the SGD update; returns the loss."""
+        loss = self.compute_gradients(x, y, timer)
+        _call(timer, "update", "update", self.optimizer.step, lr)
+        return loss
+
     def ledger(self, batch: int) -> Ledger:
         """Per-layer FLOP and parameter counts for a batch of ``batch`` samples."""
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
@@ -165,13 +177,12 @@ class Sequential(Net):
             dy = _call(timer, n, "backward", l.backward, dy)
         return dy
 
-    def train_step(self, x: np.ndarray, y: Any, lr: float | None = None,
-                   timer: LayerTimer | None = None) -> float:
+    def compute_gradients(self, x: np.ndarray, y: Any, timer: LayerTimer | None = None
+                          ) -> float:
         out = self.forward(x, timer)
         loss = _call(timer, "loss", "forward", self.loss.forward, out, y)
         dy = _call(timer, "loss", "backward", self.loss.backward)
         self.backward(dy, timer)
-        _call(timer, "update", "update", self.optimizer.step, lr)
         return loss
 
     def __repr__(self) -> str:

@@ -122,8 +122,8 @@ class ClimateNet(Net):
         return (self.det_loss.forward((conf, cls, box), target)
                 + self.recon_weight * self.recon_loss.forward(recon, x))
 
-    def train_step(self, x: np.ndarray, target: DetectionTarget, lr: float | None = None,
-                   timer: LayerTimer | None = None) -> float:
+    def compute_gradients(self, x: np.ndarray, target: DetectionTarget,
+                          timer: LayerTimer | None = None) -> float:
         outs = self.forward(x, timer)
         loss = _call(timer, "loss", "forward", self.loss, outs, x, target)
 
@@ -133,7 +133,6 @@ class ClimateNet(Net):
 
         d = _call(timer, "loss", "backward", grads)
         self.backward(*d, timer=timer)
-        _call(timer, "update", "update", self.optimizer.step, lr)
         return loss
 
 

@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: (name, python type, description). The order is the file's column order.
 COLUMNS: list[tuple[str, type, str]] = [
@@ -45,6 +45,13 @@ COLUMNS: list[tuple[str, type, str]] = [
     ("flop", float, "FLOP of one timed call, from the ledger (2 per multiply-add)"),
     ("bytes", float, "compulsory bytes moved by one call (roofline; 0 if not estimated)"),
     ("implementation", str, "numba, torch-nchw, torch-channels-last, openblas, ..."),
+    ("strategy", str, "sync, async, hybrid ('' for single-node runs)"),
+    ("groups", int, "synchronous groups (0 when not applicable)"),
+    ("param_servers", int, "parameter-server ranks (0 when none)"),
+    ("rank", int, "MPI rank of a per-rank row (-1 for whole-run rows)"),
+    ("step", int, "iteration of a per-iteration row (-1 otherwise)"),
+    ("elapsed_s", float, "seconds since the run's first timed step (per-iteration rows)"),
+    ("straggler", str, "injected straggler delay, e.g. 'exponential:0.05' ('' for none)"),
     ("threads", int, "threads per rank"),
     ("ranks", int, "MPI ranks (1 for a single process)"),
     ("cores", int, "cores available to the job"),
@@ -88,7 +95,8 @@ def make_row(base: dict[str, Any], **fields: Any) -> dict[str, Any]:
     """A full row: the run's constant fields (``base``) overlaid with this measurement's."""
     row = {n: "" for n in NAMES}
     row.update(schema=SCHEMA_VERSION, stat="median", min=math.nan, max=math.nan, repeats=1,
-               batch=0, image_size=0, flop=0.0, bytes=0.0, layer="", phase="")
+               batch=0, image_size=0, flop=0.0, bytes=0.0, layer="", phase="", strategy="",
+               groups=0, param_servers=0, rank=-1, step=-1, elapsed_s=math.nan, straggler="")
     row.update(base)
     row.update(fields)
     unknown = set(row) - set(NAMES)

@@ -282,7 +282,7 @@ def _net_ledger(net: str, image_size: int | None, image_width: int | None
         raise UserError(f"workload.image_size: {e}") from None
     led = model.ledger(1)
     blobs = tuple(4.0 * wt.size for _, l in model.named_layers() for _, wt, _ in l.params())
-    return float(led.step_flop), blobs
+    return float(led.train_flop), blobs
 
 
 def _node_rate(c: dict, flops: float) -> NodeRate:

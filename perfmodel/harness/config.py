@@ -1,0 +1,190 @@
+"""Harness configuration: arguments, validation (before any rank works) and rank layout."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+
+from ..ui import UserError
+
+STRATEGIES = ("sync", "async", "hybrid")
+STRAGGLERS = ("constant", "exponential", "uniform")
+
+
+@dataclass
+class Straggler:
+    """Extra delay per step and worker, in seconds: ``constant:D``, ``exponential:MEAN`` or
+    ``uniform:LO:HI``; '' for none."""
+
+    kind: str = ""
+    args: tuple[float, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str | None) -> "Straggler":
+        if not text:
+            return cls()
+        parts = text.split(":")
+        kind, nums = parts[0], parts[1:]
+        need = {"constant": 1, "exponential": 1, "uniform": 2}
+        if kind not in need:
+            raise UserError(f"--straggler={text!r}: unknown distribution {kind!r} (allowed: "
+                            f"{', '.join(STRAGGLERS)}, e.g. exponential:0.05)")
+        try:
+            vals = tuple(float(v) for v in nums)
+        except ValueError:
+            raise UserError(f"--straggler={text!r}: parameters must be numbers") from None
+        if len(vals) != need[kind] or any(v < 0 for v in vals):
+            raise UserError(f"--straggler={text!r}: {kind} takes {need[kind]} non-negative "
+                            "number(s) of seconds")
+        if kind == "uniform" and vals[0] > vals[1]:
+            raise UserError(f"--straggler={text!r}: uniform needs LO <= HI")
+        return cls(kind, vals)
+
+    def sample(self, rng) -> float:
+        if not self.kind:
+            return 0.0
+        if self.kind == "constant":
+            return self.args[0]
+        if self.kind == "exponential":
+            return float(rng.exponential(self.args[0]))
+        return float(rng.uniform(*self.args))
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{':'.join(f'{v:g}' for v in self.args)}" if self.kind else ""
+
+
+@dataclass
+class HarnessConfig:
+    strategy: str
+    net: str
+    image_size: int
+    data: str
+    batch: int                      # local batch per worker
+    steps: int                      # timed steps per worker
+    warmup: int = 2
+    groups: int = 1
+    param_servers: int = 0
+    allreduce: str = "fused"        # fused: one buffer; per-blob: one Allreduce per blob
+    group_reduce: str = "reduce-bcast"   # hybrid: reduce+bcast (Intel Caffe) or allreduce
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    dropout: float = 0.0
+    straggler: Straggler = field(default_factory=Straggler)
+    threads: int = 1
+    seed: int = 0
+    output: str = ""
+    save_weights: str = ""
+    watchdog_s: float = 300.0
+    functional: bool = False
+    label: str = ""
+    filters: int = 128              # HEP conv width (scaled variants for small machines)
+    shuffle: bool = True            # False: every rank reads its shard in file order
+    inject_fault: str = ""          # for fault tests: raise|kill|hang:RANK:STEP
+
+    def workers(self, size: int) -> int:
+        return size - self.param_servers
+
+
+def validate(cfg: HarnessConfig, ranks: int, cores: int | None = None) -> None:
+    """Raise UserError for a configuration that cannot run on ``ranks`` ranks."""
+    if cfg.strategy not in STRATEGIES:
+        raise UserError(f"strategy={cfg.strategy!r} is not known (allowed: "
+                        f"{', '.join(STRATEGIES)})")
+    if ranks < 1:
+        raise UserError(f"ranks={ranks} is out of range (allowed >= 1)")
+    if cfg.param_servers < 0 or cfg.param_servers >= ranks:
+        raise UserError(f"param_servers={cfg.param_servers} must be at least 0 and fewer than "
+                        f"the {ranks} ranks")
+    workers = ranks - cfg.param_servers
+    if cfg.strategy == "sync" and cfg.param_servers:
+        raise UserError("strategy 'sync' uses no parameter servers (param_servers must be 0)")
+    if cfg.strategy in ("async", "hybrid") and cfg.param_servers < 1:
+        raise UserError(f"strategy {cfg.strategy!r} needs param_servers >= 1")
+    groups = workers if cfg.strategy == "async" else cfg.groups
+    if cfg.strategy == "sync" and cfg.groups != 1:
+        raise UserError(f"strategy 'sync' has one group (groups={cfg.groups} given)")
+    if groups < 1 or groups > workers:
+        raise UserError(f"groups={groups} must lie in 1..{workers} (the workers)")
+    if workers % groups:
+        raise UserError(f"groups={groups} does not divide the {workers} workers evenly")
+    for name, v in (("batch", cfg.batch), ("steps", cfg.steps), ("image_size", cfg.image_size),
+                    ("threads", cfg.threads)):
+        if v < 1:
+            raise UserError(f"{name}={v} is out of range (allowed >= 1)")
+    if cfg.warmup < 0:
+        raise UserError(f"warmup={cfg.warmup} is out of range (allowed >= 0)")
+    if cfg.allreduce not in ("fused", "per-blob"):
+        raise UserError(f"allreduce={cfg.allreduce!r} is not known (allowed: fused, per-blob)")
+    if cfg.filters < 1:
+        raise UserError(f"filters={cfg.filters} is out of range (allowed >= 1)")
+    if cfg.inject_fault:
+        parts = cfg.inject_fault.split(":")
+        if len(parts) != 3 or parts[0] not in ("raise", "kill", "hang") \
+                or not all(x.isdigit() for x in parts[1:]):
+            raise UserError(f"inject_fault={cfg.inject_fault!r}: expected "
+                            "raise|kill|hang:RANK:STEP")
+    if cfg.group_reduce not in ("reduce-bcast", "allreduce"):
+        raise UserError(f"group_reduce={cfg.group_reduce!r} is not known (allowed: "
+                        "reduce-bcast, allreduce)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strategy", default="sync", help="sync, async or hybrid")
+    p.add_argument("--net", default="hep", help="hep or climate")
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--data", required=True, help="folder of HDF5 shards (perfmodel data)")
+    p.add_argument("--batch", type=int, default=8, help="local batch per worker")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per worker")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--groups", type=int, default=1)
+    p.add_argument("--param-servers", type=int, default=0)
+    p.add_argument("--allreduce", default="fused")
+    p.add_argument("--group-reduce", default="reduce-bcast")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--straggler", default="")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", default="")
+    p.add_argument("--save-weights", default="")
+    p.add_argument("--watchdog-s", type=float, default=300.0)
+    p.add_argument("--functional", action="store_true")
+    p.add_argument("--label", default="")
+    p.add_argument("--filters", type=int, default=128, help="HEP conv width")
+    p.add_argument("--no-shuffle", action="store_true", help="read shards in file order")
+    p.add_argument("--inject-fault", default="", help="tests only: raise|kill|hang:RANK:STEP")
+
+
+def from_args(a: argparse.Namespace) -> HarnessConfig:
+    return HarnessConfig(
+        strategy=a.strategy, net=a.net, image_size=a.image_size, data=a.data, batch=a.batch,
+        steps=a.steps, warmup=a.warmup, groups=a.groups, param_servers=a.param_servers,
+        allreduce=a.allreduce, group_reduce=a.group_reduce, lr=a.lr, momentum=a.momentum,
+        weight_decay=a.weight_decay, dropout=a.dropout,
+        straggler=Straggler.parse(a.straggler), threads=a.threads, seed=a.seed,
+        output=a.output, save_weights=a.save_weights, watchdog_s=a.watchdog_s,
+        functional=a.functional, label=a.label, filters=a.filters, shuffle=not a.no_shuffle,
+        inject_fault=a.inject_fault)
+
+
+def to_argv(cfg: HarnessConfig) -> list[str]:
+    """The harness command-line arguments that reproduce ``cfg``."""
+    out = []
+    for name in ("strategy", "net", "image_size", "data", "batch", "steps", "warmup", "groups",
+                 "param_servers", "allreduce", "group_reduce", "lr", "momentum",
+                 "weight_decay", "dropout", "threads", "seed", "output", "save_weights",
+                 "watchdog_s", "label", "filters", "inject_fault"):
+        v = getattr(cfg, name)
+        if v == "" and name in ("output", "save_weights", "label", "inject_fault"):
+            continue
+        out += [f"--{name.replace('_', '-')}", str(v)]
+    if cfg.straggler.kind:
+        out += ["--straggler", str(cfg.straggler)]
+    if cfg.functional:
+        out.append("--functional")
+    if not cfg.shuffle:
+        out.append("--no-shuffle")
+    return out

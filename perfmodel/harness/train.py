@@ -1,0 +1,322 @@
+"""Data-parallel training across MPI ranks: sync, parameter-server (async) and hybrid.
+
+Rank layout: the last ``param_servers`` ranks are servers; the others are workers, split into
+``groups`` synchronous groups of consecutive ranks (``Comm.Split``); rank 0 of each group is
+its root. Parameters are sharded round-robin by blob (weight or bias of a layer): blob k lives
+on server k mod S, as in Intel Caffe's multinode code.
+
+* sync (no servers): every worker computes on its batch, gradients are averaged with
+  ``Allreduce`` (one fused buffer, or one call per blob) and every worker applies the same SGD
+  update, so all weights stay identical.
+* hybrid: inside a group, ``Reduce`` to the root (or ``Allreduce``); the root sends each
+  server its shard of the averaged gradient and receives the shard's new weights (non-blocking
+  ``Isend``/``Irecv``, one exchange per server), then ``Bcast``s the weights in its group.
+* async: hybrid with one worker per group.
+
+Servers apply updates in arrival order (``Probe`` on any source), with SGD momentum and weight
+decay kept per shard, and answer with the shard's weights and its version (updates applied so
+far). A gradient's staleness is the number of updates its shard received between the version
+the root computed on and the update that applies it: measured, not assumed.
+
+Per iteration and worker: I/O wait, compute (forward+backward), injected straggler delay, wait
+(a barrier before the collective: time spent waiting for slower members), collective, parameter
+server round trip, and the loss; timings with ``MPI.Wtime``.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import kernels
+from kernels.optim import _sgd
+
+from .config import HarnessConfig
+
+TAG_GRAD, TAG_WEIGHTS, TAG_DONE = 11, 12, 13
+
+
+class Blobs:
+    """The parameter blobs of a net and their packing into flat float32 buffers."""
+
+    def __init__(self, net: kernels.Net) -> None:
+        self.slots = [(layer, p) for _, layer in net.named_layers() for p, _, _ in layer.params()]
+        self.shapes = [getattr(l, p).shape for l, p in self.slots]
+        self.sizes = [int(np.prod(s)) for s in self.shapes]
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(int)
+        self.total = int(self.offsets[-1])
+
+    def pack(self, buf: np.ndarray, grads: bool) -> np.ndarray:
+        for (l, p), o, n in zip(self.slots, self.offsets, self.sizes):
+            buf[o:o + n] = getattr(l, ("grad_" if grads else "") + p).reshape(-1)
+        return buf
+
+    def unpack_grads(self, buf: np.ndarray) -> None:
+        for (l, p), o, n, s in zip(self.slots, self.offsets, self.sizes, self.shapes):
+            setattr(l, "grad_" + p, buf[o:o + n].reshape(s).copy())
+
+    def unpack_weights(self, buf: np.ndarray) -> None:
+        for (l, p), o, n, s in zip(self.slots, self.offsets, self.sizes, self.shapes):
+            getattr(l, p)[...] = buf[o:o + n].reshape(s)
+
+    def shard(self, servers: int) -> list[np.ndarray]:
+        """Flat indices of the parameters each server holds (blob k on server k mod S)."""
+        out = []
+        for s in range(servers):
+            idx = [np.arange(self.offsets[k], self.offsets[k + 1])
+                   for k in range(len(self.sizes)) if k % servers == s]
+            out.append(np.concatenate(idx) if idx else np.zeros(0, int))
+        return out
+
+
+@dataclass
+class Trace:
+    """What one rank measured."""
+
+    rank: int
+    role: str                      # worker or server
+    group: int = -1
+    iterations: list[dict] = field(default_factory=list)
+    wall_s: float = 0.0            # timed part, from the start barrier to the last step
+    io_wait_s: float = 0.0
+    staleness: list[int] = field(default_factory=list)
+    applied: int = 0               # updates a server applied
+    pushed: int = 0                # shard updates a root pushed
+    busy_s: float = 0.0            # server time spent applying updates
+
+
+class Watchdog:
+    """Ends the whole job (``Abort``) when a rank makes no progress for ``timeout_s``."""
+
+    def __init__(self, comm, timeout_s: float, what: str) -> None:
+        self.comm, self.timeout_s, self.what = comm, timeout_s, what
+        self.last = time.monotonic()
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._watch, daemon=True)
+        self._t.start()
+
+    def beat(self) -> None:
+        self.last = time.monotonic()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(1.0):
+            if time.monotonic() - self.last > self.timeout_s:
+                sys.stderr.write(f"perfmodel harness: rank {self.comm.rank} ({self.what}) made "
+                                 f"no progress for {self.timeout_s:g} s: hung, aborting the "
+                                 "job\n")
+                sys.stderr.flush()
+                self.comm.Abort(4)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def build_net(cfg: HarnessConfig) -> kernels.Net:
+    kw = dict(image_size=cfg.image_size, seed=cfg.seed, lr=cfg.lr, momentum=cfg.momentum,
+              weight_decay=cfg.weight_decay)
+    if cfg.net == "hep":
+        kw.update(dropout=cfg.dropout, filters=cfg.filters)
+    return kernels.NETS[cfg.net](**kw)
+
+
+def run(cfg: HarnessConfig, comm) -> tuple[list[Trace], kernels.Net | None, dict]:
+    """Train; returns every rank's trace (on world rank 0; None elsewhere), this rank's net
+    (workers) and the layout."""
+    from mpi4py import MPI
+
+    size, rank = comm.size, comm.rank
+    n_ps = cfg.param_servers
+    workers = size - n_ps
+    groups = workers if cfg.strategy == "async" else cfg.groups
+    per_group = workers // groups
+    is_server = rank >= workers
+    group = -1 if is_server else rank // per_group
+    wcomm = comm.Split(1 if is_server else 0, rank)
+    gcomm = comm.Split(MPI.UNDEFINED if is_server else group, rank)
+    kernels.set_num_threads(cfg.threads)
+    net = build_net(cfg)
+    blobs = Blobs(net)
+    shards = blobs.shard(n_ps) if n_ps else []
+    layout = dict(workers=workers, groups=groups, per_group=per_group, servers=n_ps,
+                  param_floats=blobs.total)
+    dog = Watchdog(comm, cfg.watchdog_s, "server" if is_server else "worker")
+    try:
+        if is_server:
+            trace = _serve(cfg, comm, net, blobs, shards[rank - workers], groups, dog)
+            net = None
+        else:
+            trace = _work(cfg, comm, wcomm, gcomm, net, blobs, shards, group, per_group,
+                          workers, dog)
+    finally:
+        dog.stop()
+    traces = comm.gather(trace, root=0)
+    return traces, net, layout
+
+
+def _serve(cfg, comm, net, blobs: Blobs, idx: np.ndarray, roots: int, dog: Watchdog) -> Trace:
+    from mpi4py import MPI
+
+    tr = Trace(rank=comm.rank, role="server")
+    flat = blobs.pack(np.empty(blobs.total, np.float32), grads=False)
+    w = flat[idx].copy()
+    v = np.zeros_like(w)
+    msg = np.empty(len(idx) + 1, np.float32)   # shard + the version it was computed on
+    out = np.empty(len(idx) + 1, np.float32)
+    version = 0
+    done = 0
+    status = MPI.Status()
+    lr, mom, wd = (np.float32(x) for x in (cfg.lr, cfg.momentum, cfg.weight_decay))
+    while done < roots:
+        comm.Probe(MPI.ANY_SOURCE, MPI.ANY_TAG, status)
+        src, tag = status.Get_source(), status.Get_tag()
+        dog.beat()
+        if tag == TAG_DONE:
+            comm.Recv([np.empty(0, np.float32), MPI.FLOAT], source=src, tag=TAG_DONE)
+            done += 1
+            continue
+        comm.Recv([msg, MPI.FLOAT], source=src, tag=TAG_GRAD)
+        t0 = time.perf_counter()
+        tr.staleness.append(version - int(msg[-1]))
+        _sgd(w, np.ascontiguousarray(msg[:-1]), v, lr, mom, wd)
+        version += 1
+        tr.applied += 1
+        out[:-1] = w
+        out[-1] = version
+        tr.busy_s += time.perf_counter() - t0
+        comm.Send([out, MPI.FLOAT], dest=src, tag=TAG_WEIGHTS)
+    if version >= 2**24:
+        raise RuntimeError("versions beyond 2^24 do not survive float32 messages")
+    return tr
+
+
+def _work(cfg, comm, wcomm, gcomm, net, blobs: Blobs, shards, group: int, per_group: int,
+          workers: int, dog: Watchdog) -> Trace:
+    from mpi4py import MPI
+
+    from ..data import ShardReader
+
+    tr = Trace(rank=comm.rank, role="worker", group=group)
+    files = sorted(Path(cfg.data).glob("shard_*.h5"))
+    reader = ShardReader(files[comm.rank % len(files)], cfg.batch, seed=cfg.seed + comm.rank,
+                         shuffle=cfg.shuffle)
+    fault = cfg.inject_fault.split(":") if cfg.inject_fault else None
+    rng = np.random.default_rng([cfg.seed, comm.rank, 7])
+    gbuf = np.empty(blobs.total, np.float32)
+    rbuf = np.empty(blobs.total, np.float32)
+    n_ps = len(shards)
+    is_root = gcomm.rank == 0
+    servers = [workers + s for s in range(n_ps)]
+    versions = np.zeros(n_ps, int)
+    sendb = [np.empty(len(ix) + 1, np.float32) for ix in shards]
+    recvb = [np.empty(len(ix) + 1, np.float32) for ix in shards]
+    total = cfg.warmup + cfg.steps
+    t_start = None
+    try:
+        for it in range(total):
+            if it == cfg.warmup:
+                wcomm.Barrier()  # all workers start the timed part together
+                t_start = MPI.Wtime()
+            t_it = MPI.Wtime()
+            if fault and int(fault[1]) == comm.rank and int(fault[2]) == it:
+                _inject(fault[0], comm.rank, it)
+            io0 = reader.wait_s
+            x, y = reader.next()
+            io = reader.wait_s - io0
+            t0 = MPI.Wtime()
+            loss = net.compute_gradients(x, y)
+            compute = MPI.Wtime() - t0
+            delay = cfg.straggler.sample(rng)
+            if delay:
+                time.sleep(delay)
+            t0 = MPI.Wtime()
+            ps = 0.0
+            if n_ps == 0:
+                wcomm.Barrier()
+                t1 = MPI.Wtime()
+                _allreduce(cfg, wcomm, blobs, gbuf, workers)
+                comm_s = MPI.Wtime() - t1
+                net.optimizer.step()
+            else:
+                gcomm.Barrier()
+                t1 = MPI.Wtime()
+                blobs.pack(gbuf, grads=True)
+                if cfg.group_reduce == "allreduce":
+                    gcomm.Allreduce(MPI.IN_PLACE, [gbuf, MPI.FLOAT], op=MPI.SUM)
+                    rbuf[:] = gbuf
+                else:
+                    gcomm.Reduce([gbuf, MPI.FLOAT], [rbuf, MPI.FLOAT] if is_root else None,
+                                 op=MPI.SUM, root=0)
+                comm_s = MPI.Wtime() - t1
+                if is_root:
+                    t2 = MPI.Wtime()
+                    rbuf *= np.float32(1.0 / per_group)
+                    reqs = []
+                    for s, ix in enumerate(shards):
+                        reqs.append(comm.Irecv([recvb[s], MPI.FLOAT], source=servers[s],
+                                               tag=TAG_WEIGHTS))
+                    for s, ix in enumerate(shards):
+                        sendb[s][:-1] = rbuf[ix]
+                        sendb[s][-1] = versions[s]
+                        reqs.append(comm.Isend([sendb[s], MPI.FLOAT], dest=servers[s],
+                                               tag=TAG_GRAD))
+                    MPI.Request.Waitall(reqs)
+                    for s, ix in enumerate(shards):
+                        gbuf[ix] = recvb[s][:-1]
+                        versions[s] = int(recvb[s][-1])
+                    tr.pushed += n_ps
+                    ps = MPI.Wtime() - t2
+                t3 = MPI.Wtime()
+                gcomm.Bcast([gbuf, MPI.FLOAT], root=0)
+                blobs.unpack_weights(gbuf)
+                comm_s += MPI.Wtime() - t3
+            wait = t1 - t0
+            end = MPI.Wtime()
+            dog.beat()
+            tr.iterations.append(dict(step=it, warmup=it < cfg.warmup,
+                                      elapsed_s=end - (t_start if t_start else end),
+                                      io_s=io, compute_s=compute, straggle_s=delay,
+                                      wait_s=wait, comm_s=comm_s, ps_s=ps,
+                                      iteration_s=end - t_it, loss=float(loss)))
+        tr.wall_s = (MPI.Wtime() - t_start) if t_start is not None else 0.0
+    finally:
+        tr.io_wait_s = reader.wait_s
+        reader.close()
+    if n_ps and is_root:
+        for srv in servers:
+            comm.Send([np.empty(0, np.float32), MPI.FLOAT], dest=srv, tag=TAG_DONE)
+    return tr
+
+
+def _inject(kind: str, rank: int, step: int) -> None:
+    """Fault injection for the tests: a rank that raises, dies or hangs."""
+    import os
+    import signal
+
+    if kind == "raise":
+        raise RuntimeError(f"injected fault on rank {rank} at step {step}")
+    if kind == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    while True:  # hang
+        time.sleep(1)
+
+
+def _allreduce(cfg, wcomm, blobs: Blobs, buf: np.ndarray, workers: int) -> None:
+    from mpi4py import MPI
+
+    scale = np.float32(1.0 / workers)
+    if cfg.allreduce == "per-blob":
+        for l, p in blobs.slots:
+            g = np.ascontiguousarray(getattr(l, "grad_" + p), dtype=np.float32)
+            wcomm.Allreduce(MPI.IN_PLACE, [g, MPI.FLOAT], op=MPI.SUM)
+            g *= scale
+            setattr(l, "grad_" + p, g)
+        return
+    blobs.pack(buf, grads=True)
+    wcomm.Allreduce(MPI.IN_PLACE, [buf, MPI.FLOAT], op=MPI.SUM)
+    buf *= scale
+    blobs.unpack_grads(buf)
