@@ -117,7 +117,8 @@ class Ledger:
 class Layer:
     """Base of every layer: ``forward(x) -> y``, ``backward(dy) -> dx``.
 
-    ``backward`` fills ``grad_weight`` / ``grad_bias`` of layers that have parameters. A layer
+    ``backward`` fills ``grad_weight`` / ``grad_bias`` of layers that have parameters, *in
+    place*: the arrays may be views into one flat buffer that an allreduce reduces directly. A layer
     whose ``needs_input_grad`` is False (the first layer of a net) skips the data gradient and
     returns None; the ledger then counts its backward-data FLOP as zero, as frameworks do.
     """

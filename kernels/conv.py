@@ -239,7 +239,7 @@ class Conv2d(_ConvBase):
         dy = np.ascontiguousarray(dy, dtype=x.dtype)
         w2 = self.weight.reshape(co, -1)
         k, hw = w2.shape[1], ho * wo
-        gw = np.zeros_like(w2)
+        gw = self.grad_weight.reshape(co, -1)  # a view: gradients are written in place
         flip = sh == sw == 1 and ph < kh and pw < kw
         if flip:  # dx = conv(dy, W^T flipped) with padding k-1-p
             wf = np.ascontiguousarray(
@@ -256,7 +256,10 @@ class Conv2d(_ConvBase):
                 im2col(x[s:e], kh, kw, sh, sw, ph, pw, ho, wo, cols)
             dyt = np.ascontiguousarray(dy[s:e].reshape(m, co, hw).transpose(1, 0, 2)
                                        ).reshape(co, m * hw)
-            gw += dyt @ cols.T
+            if s == 0:
+                np.dot(dyt, cols.T, out=gw)
+            else:
+                gw += dyt @ cols.T
             t1 = time.perf_counter()
             t_weight += t1 - t0
             if dx is None:
@@ -272,7 +275,6 @@ class Conv2d(_ConvBase):
                            sw, ph, pw, ho, wo, dx[s + b])
             t_data += time.perf_counter() - t1
         t0 = time.perf_counter()
-        self.grad_weight = gw.reshape(self.weight.shape)
         if self.bias is not None:
             _bias_grad(dy.reshape(n, co, hw), self.grad_bias)
         self._cols = None
@@ -357,7 +359,8 @@ class ConvTranspose2d(_ConvBase):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         dy = np.ascontiguousarray(dy, dtype=x.dtype)
         w2 = self.weight.reshape(ci, -1)  # (ci, co*kh*kw)
-        gw = np.zeros_like(w2)
+        gw = self.grad_weight.reshape(ci, -1)  # a view: gradients are written in place
+        gw[...] = 0
         cols = np.empty((w2.shape[1], h * w), dtype=x.dtype)
         dx = np.empty_like(x) if self.needs_input_grad else None
         for i in range(n):
@@ -366,7 +369,6 @@ class ConvTranspose2d(_ConvBase):
             gw += xi @ cols.T
             if dx is not None:
                 np.dot(w2, cols, out=dx[i].reshape(ci, h * w))
-        self.grad_weight = gw.reshape(self.weight.shape)
         if self.bias is not None:
             _bias_grad(dy.reshape(n, co, ho * wo), self.grad_bias)
         return dx

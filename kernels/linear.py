@@ -60,9 +60,9 @@ class Linear(Layer):
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         if self._x is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
-        self.grad_weight = dy.T @ self._x
+        np.dot(dy.T, self._x, out=self.grad_weight)  # in place: grads may be views of a buffer
         if self.bias is not None:
-            self.grad_bias = dy.sum(axis=0)
+            np.sum(dy, axis=0, out=self.grad_bias)
         return dy @ self.weight if self.needs_input_grad else None
 
 

@@ -1,6 +1,6 @@
 """SGD with momentum and weight decay, PyTorch semantics.
 
-    g = grad + weight_decay * w;  v = momentum * v + g;  w -= lr * v
+    g = grad_scale * grad + weight_decay * w;  v = momentum * v + g;  w -= lr * v
 
 FLOPs per parameter: 2 (decay) + 2 (momentum) + 2 (update) = 6; counted by the node measurement
 under the "update" row.
@@ -15,9 +15,9 @@ from numba import njit, prange
 
 
 @njit(parallel=True, cache=True)
-def _sgd(w, g, v, lr, momentum, wd):  # pragma: no cover - JIT
+def _sgd(w, g, v, lr, momentum, wd, gscale):  # pragma: no cover - JIT
     for i in prange(w.size):
-        gi = g[i] + wd * w[i]
+        gi = gscale * g[i] + wd * w[i]
         vi = momentum * v[i] + gi
         v[i] = vi
         w[i] -= lr * vi
@@ -38,8 +38,9 @@ class SGD:
         self.lr, self.momentum, self.weight_decay = float(lr), float(momentum), float(weight_decay)
         self._velocity: dict[tuple[int, str], np.ndarray] = {}
 
-    def step(self, lr: float | None = None) -> None:
-        """Apply one update with ``lr`` (or the constructor's)."""
+    def step(self, lr: float | None = None, grad_scale: float = 1.0) -> None:
+        """Apply one update with ``lr`` (or the constructor's) to ``grad_scale`` x the
+        gradients (1/N turns an allreduced sum into the mean, with no extra pass)."""
         lr = self.lr if lr is None else float(lr)
         for li, layer in enumerate(self.layers):
             for pname, w, _ in layer.params():
@@ -50,4 +51,5 @@ class SGD:
                     v = self._velocity[key] = np.zeros_like(w)
                 dt = w.dtype.type
                 _sgd(w.reshape(-1), np.ascontiguousarray(g, dtype=w.dtype).reshape(-1),
-                     v.reshape(-1), dt(lr), dt(self.momentum), dt(self.weight_decay))
+                     v.reshape(-1), dt(lr), dt(self.momentum), dt(self.weight_decay),
+                     dt(grad_scale))

@@ -51,14 +51,21 @@ class Blobs:
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(int)
         self.total = int(self.offsets[-1])
 
-    def pack(self, buf: np.ndarray, grads: bool) -> np.ndarray:
-        for (l, p), o, n in zip(self.slots, self.offsets, self.sizes):
-            buf[o:o + n] = getattr(l, ("grad_" if grads else "") + p).reshape(-1)
-        return buf
+    def bind_grads(self) -> np.ndarray:
+        """Make every layer's gradients views of one flat float32 buffer (layers write their
+        gradients in place), so collectives reduce it with no packing; returns the buffer."""
+        flat = np.zeros(self.total, np.float32)
+        for (l, p), o, n, sh in zip(self.slots, self.offsets, self.sizes, self.shapes):
+            view = flat[o:o + n].reshape(sh)
+            view[...] = getattr(l, "grad_" + p)
+            setattr(l, "grad_" + p, view)
+        self.grads = flat
+        return flat
 
-    def unpack_grads(self, buf: np.ndarray) -> None:
-        for (l, p), o, n, s in zip(self.slots, self.offsets, self.sizes, self.shapes):
-            setattr(l, "grad_" + p, buf[o:o + n].reshape(s).copy())
+    def pack_weights(self, buf: np.ndarray) -> np.ndarray:
+        for (l, p), o, n in zip(self.slots, self.offsets, self.sizes):
+            buf[o:o + n] = getattr(l, p).reshape(-1)
+        return buf
 
     def unpack_weights(self, buf: np.ndarray) -> None:
         for (l, p), o, n, s in zip(self.slots, self.offsets, self.sizes, self.shapes):
@@ -162,7 +169,7 @@ def _serve(cfg, comm, net, blobs: Blobs, idx: np.ndarray, roots: int, dog: Watch
     from mpi4py import MPI
 
     tr = Trace(rank=comm.rank, role="server")
-    flat = blobs.pack(np.empty(blobs.total, np.float32), grads=False)
+    flat = blobs.pack_weights(np.empty(blobs.total, np.float32))
     w = flat[idx].copy()
     v = np.zeros_like(w)
     msg = np.empty(len(idx) + 1, np.float32)   # shard + the version it was computed on
@@ -182,7 +189,7 @@ def _serve(cfg, comm, net, blobs: Blobs, idx: np.ndarray, roots: int, dog: Watch
         comm.Recv([msg, MPI.FLOAT], source=src, tag=TAG_GRAD)
         t0 = time.perf_counter()
         tr.staleness.append(version - int(msg[-1]))
-        _sgd(w, np.ascontiguousarray(msg[:-1]), v, lr, mom, wd)
+        _sgd(w, np.ascontiguousarray(msg[:-1]), v, lr, mom, wd, np.float32(1.0))
         version += 1
         tr.applied += 1
         out[:-1] = w
@@ -206,8 +213,9 @@ def _work(cfg, comm, wcomm, gcomm, net, blobs: Blobs, shards, group: int, per_gr
                          shuffle=cfg.shuffle)
     fault = cfg.inject_fault.split(":") if cfg.inject_fault else None
     rng = np.random.default_rng([cfg.seed, comm.rank, 7])
-    gbuf = np.empty(blobs.total, np.float32)
-    rbuf = np.empty(blobs.total, np.float32)
+    grads = blobs.bind_grads()
+    gbuf = np.empty(blobs.total, np.float32)   # weights broadcast in a group
+    rbuf = np.empty(blobs.total, np.float32)   # the group's summed gradient, on its root
     n_ps = len(shards)
     is_root = gcomm.rank == 0
     servers = [workers + s for s in range(n_ps)]
@@ -238,29 +246,27 @@ def _work(cfg, comm, wcomm, gcomm, net, blobs: Blobs, shards, group: int, per_gr
             if n_ps == 0:
                 wcomm.Barrier()
                 t1 = MPI.Wtime()
-                _allreduce(cfg, wcomm, blobs, gbuf, workers)
+                _allreduce(cfg, wcomm, blobs)
                 comm_s = MPI.Wtime() - t1
-                net.optimizer.step()
+                net.optimizer.step(grad_scale=1.0 / workers)
             else:
                 gcomm.Barrier()
                 t1 = MPI.Wtime()
-                blobs.pack(gbuf, grads=True)
                 if cfg.group_reduce == "allreduce":
-                    gcomm.Allreduce(MPI.IN_PLACE, [gbuf, MPI.FLOAT], op=MPI.SUM)
-                    rbuf[:] = gbuf
+                    gcomm.Allreduce([grads, MPI.FLOAT], [rbuf, MPI.FLOAT], op=MPI.SUM)
                 else:
-                    gcomm.Reduce([gbuf, MPI.FLOAT], [rbuf, MPI.FLOAT] if is_root else None,
+                    gcomm.Reduce([grads, MPI.FLOAT], [rbuf, MPI.FLOAT] if is_root else None,
                                  op=MPI.SUM, root=0)
                 comm_s = MPI.Wtime() - t1
                 if is_root:
                     t2 = MPI.Wtime()
-                    rbuf *= np.float32(1.0 / per_group)
+                    scale = np.float32(1.0 / per_group)
                     reqs = []
                     for s, ix in enumerate(shards):
                         reqs.append(comm.Irecv([recvb[s], MPI.FLOAT], source=servers[s],
                                                tag=TAG_WEIGHTS))
                     for s, ix in enumerate(shards):
-                        sendb[s][:-1] = rbuf[ix]
+                        np.multiply(rbuf[ix], scale, out=sendb[s][:-1])
                         sendb[s][-1] = versions[s]
                         reqs.append(comm.Isend([sendb[s], MPI.FLOAT], dest=servers[s],
                                                tag=TAG_GRAD))
@@ -305,18 +311,13 @@ def _inject(kind: str, rank: int, step: int) -> None:
         time.sleep(1)
 
 
-def _allreduce(cfg, wcomm, blobs: Blobs, buf: np.ndarray, workers: int) -> None:
+def _allreduce(cfg, wcomm, blobs: Blobs) -> None:
+    """Sum the gradients over the workers, in place: one ``Allreduce`` of the flat gradient
+    buffer (fused) or one per blob. The 1/N of the mean is applied by the optimizer."""
     from mpi4py import MPI
 
-    scale = np.float32(1.0 / workers)
     if cfg.allreduce == "per-blob":
-        for l, p in blobs.slots:
-            g = np.ascontiguousarray(getattr(l, "grad_" + p), dtype=np.float32)
-            wcomm.Allreduce(MPI.IN_PLACE, [g, MPI.FLOAT], op=MPI.SUM)
-            g *= scale
-            setattr(l, "grad_" + p, g)
-        return
-    blobs.pack(buf, grads=True)
-    wcomm.Allreduce(MPI.IN_PLACE, [buf, MPI.FLOAT], op=MPI.SUM)
-    buf *= scale
-    blobs.unpack_grads(buf)
+        for o, n in zip(blobs.offsets, blobs.sizes):
+            wcomm.Allreduce(MPI.IN_PLACE, [blobs.grads[o:o + n], MPI.FLOAT], op=MPI.SUM)
+    else:
+        wcomm.Allreduce(MPI.IN_PLACE, [blobs.grads, MPI.FLOAT], op=MPI.SUM)
