@@ -45,7 +45,7 @@ def hep_net(image_size: int = 224, filters: int = 128, in_channels: int = 3, cla
     layers += [Conv2d(c, filters, 3, 1, 1, rng=rng), ReLU(), GlobalAvgPool2d(),
                Linear(filters, classes, rng=rng)]
     net = Sequential(*layers, input_shape=(in_channels, image_size, image_size), **optim)
-    net.name = "hep"
+    net.name = "hep" if filters == 128 else f"hep-f{filters}"  # scaled width: its own name
     return net
 
 

@@ -54,6 +54,8 @@ def add_node_args(p: argparse.ArgumentParser) -> None:
                    help=f"threads per process (default: all {available_cores()} cores)")
     p.add_argument("--image-size", type=_positive_int("image-size"), default=None,
                    help="scaled variant: input height=width in pixels (default: published size)")
+    p.add_argument("--filters", type=_positive_int("filters"), default=None,
+                   help="HEP only: conv width of a scaled variant (default 128)")
     p.add_argument("--sweep", type=_batch_list, default=None,
                    help="batches for the rate-vs-batch curve (default 1,2,4,8,16; "
                         "--quick: 1,2,4,8)")
@@ -81,6 +83,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """The main job on embedded defaults: a quick node measurement into ``reports/latest``."""
     out = Path(args.out)
     ns = argparse.Namespace(net="hep", batch=8, threads=None, image_size=None, sweep=None,
+                            filters=None,
                             repeats=None, warmup=1, peer=None, quick=not args.full,
                             output=str(out / "results.csv"), json=False,
                             no_progress=args.no_progress)
@@ -108,6 +111,24 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .model_cli import run_sweep
 
     return run_sweep(args)
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    from .harness.scale import run_scale
+
+    return run_scale(args)
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from .harness.scale import run_data
+
+    return run_data(args)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .model_cli import run_validate
+
+    return run_validate(args)
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -166,9 +187,30 @@ def _build_parser() -> argparse.ArgumentParser:
                                     "and whether it was fitted or held out.")
     rp.add_argument("--json", action="store_true")
     sub.add_parser("presets", help="list the scenario presets")
+    from .harness.scale import add_arguments as scale_args
+    from .harness.scale import add_data_arguments
+
+    sc = sub.add_parser("scale", help="MPI scaling sweeps of sync, async and hybrid training",
+                        description="Run the MPI harness over strategies, worker, group and "
+                                    "server counts (mpiexec here, or --emit-slurm for a "
+                                    "cluster); results in the project's schema.")
+    scale_args(sc)
+    da = sub.add_parser("data", help="write a synthetic data set as HDF5 shards",
+                        description="Generate seeded synthetic HEP or climate samples, "
+                                    "shaped like the paper's, into HDF5 shards.")
+    add_data_arguments(da)
+    va = sub.add_parser("validate", help="the model's predictions against harness runs",
+                        description="Predict every harness run from measured inputs (node "
+                                    "profile, ping-pong) and report the errors.")
+    va.add_argument("--node", required=True, nargs="+", help="perfmodel node results")
+    va.add_argument("--scale", required=True, nargs="+", help="perfmodel scale results "
+                    "(with the --micro ping-pong)")
+    va.add_argument("--output", "-o", default=None, help="also write the comparison rows")
     COMMANDS.update(node=(cmd_node, "node"), report=(cmd_report, "report"),
                     predict=(cmd_predict, "predict"), sweep=(cmd_sweep, "sweep"),
-                    reproduce=(cmd_reproduce, "reproduce"), presets=(cmd_presets, "presets"))
+                    reproduce=(cmd_reproduce, "reproduce"), presets=(cmd_presets, "presets"),
+                    scale=(cmd_scale, "scale"), data=(cmd_data, "data"),
+                    validate=(cmd_validate, "validate"))
     return p
 
 

@@ -101,3 +101,48 @@ def run_reproduce(args: argparse.Namespace) -> int:
     held = [passed(f) for f in figs if f.status == "held out"]
     print(f"\nheld-out figures within tolerance: {sum(bool(h) for h in held)} of {len(held)}")
     return 0
+
+
+def _read_all(paths: list[str]):
+    import pandas as pd
+
+    from .results import ResultsError, read_results
+
+    try:
+        return pd.concat([read_results(p) for p in paths], ignore_index=True)
+    except ResultsError as e:
+        raise UserError(str(e)) from None
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .provenance import run_base
+    from .results import ResultsWriter
+    from .validate import compare, error_rows, link_from
+
+    node, runs = _read_all(args.node), _read_all(args.scale)
+    link = link_from(runs)
+    df = compare(runs, node, link)
+    if df.empty:
+        raise UserError("no harness runs in the --scale files")
+    print(f"inputs: ping-pong alpha {link.alpha_s * 1e6:.2f} us, bandwidth "
+          f"{link.bandwidth_Bps / 1e9:.2f} GB/s; node profiles from {', '.join(args.node)}")
+    pct = lambda e: "-" if np.isnan(e) else f"{100 * e:+.1f}%"  # noqa: E731
+    rows = [[r.strategy, r.workers, r.groups, r.param_servers, r.threads, r.batch,
+             r.straggler or "-", f"{r.measured:.1f}", f"{r.predicted:.1f}", pct(r.error),
+             f"{r.measured_peak:.1f}", f"{r.predicted_peak:.1f}", pct(r.peak_error),
+             "functional" if r.functional else (r.note or "timed")]
+            for r in df.itertuples()]
+    print(table(["strategy", "workers", "groups", "servers", "thr", "batch", "straggler",
+                 "sust. meas", "sust. pred", "error", "peak meas", "peak pred", "error",
+                 "kind"], rows))
+    timed = df[~df.functional & df.error.notna()]
+    if len(timed):
+        print(f"\nmedian |error| over {len(timed)} timed runs: sustained "
+              f"{100 * np.median(np.abs(timed.error)):.1f}%, peak "
+              f"{100 * np.median(np.abs(timed.peak_error)):.1f}%")
+    if args.output:
+        ResultsWriter(args.output, append=True).add(error_rows(df, run_base(1)))
+        print(f"comparison rows appended to {args.output}")
+    return 0

@@ -26,10 +26,18 @@ from .results import Repeats, make_row
 Progress = Callable[[str], None]
 
 
-def build_net(name: str, image_size: int | None = None, seed: int = 0) -> kernels.Net:
-    """A net by name at its published size, or scaled to ``image_size`` (filters unchanged)."""
-    make = kernels.NETS[name]
-    return make(seed=seed) if image_size is None else make(image_size=image_size, seed=seed)
+def build_net(name: str, image_size: int | None = None, seed: int = 0,
+              filters: int | None = None) -> kernels.Net:
+    """A net by name at its published size, or scaled: ``image_size`` and, for HEP, the conv
+    width ``filters``."""
+    kw: dict[str, Any] = dict(seed=seed)
+    if image_size is not None:
+        kw["image_size"] = image_size
+    if filters is not None:
+        if name != "hep":
+            raise ValueError(f"filters applies to the HEP net only (net={name!r})")
+        kw["filters"] = filters
+    return kernels.NETS[name](**kw)
 
 
 def synthetic_batch(net: kernels.Net, batch: int, seed: int = 0) -> tuple[np.ndarray, Any]:
@@ -115,6 +123,8 @@ class StepMeasurement:
                   repeats=len(st.samples))
         out.append(make_row(base, metric="time", value=st.median, unit="s", min=st.min,
                             max=st.max, **kw))
+        out.append(make_row(base, metric="time", value=st.mean, unit="s", stat="mean",
+                            min=st.min, max=st.max, **kw))
         out.append(make_row(base, metric="sample_rate", value=self.batch / st.median,
                             unit="samples/s", min=self.batch / st.max,
                             max=self.batch / st.min, **kw))

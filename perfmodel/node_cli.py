@@ -38,9 +38,10 @@ def _validate(args: argparse.Namespace) -> None:
     args.repeats = args.repeats or 5
     args.sweep = args.sweep if args.sweep is not None else [1, 2, 4, 8, 16]
     try:
-        N.build_net(args.net, args.image_size)
+        N.build_net(args.net, args.image_size, filters=args.filters)
     except ValueError as e:
-        raise UserError(f"--image-size={args.image_size}: {e}") from None
+        raise UserError(f"--image-size={args.image_size} / --filters={args.filters}: {e}"
+                        ) from None
 
 
 def run_node(args: argparse.Namespace, summary_path: Path | None = None) -> int:
@@ -63,7 +64,7 @@ def run_node(args: argparse.Namespace, summary_path: Path | None = None) -> int:
     main: N.StepMeasurement | None = None
     sweep = []
     for b in batches:
-        net = N.build_net(args.net, args.image_size)
+        net = N.build_net(args.net, args.image_size, filters=args.filters)
         m = N.measure_step(net, b, repeats=args.repeats, warmup=args.warmup, progress=bar)
         writer.add(m.rows(base))
         sweep.append(m)

@@ -36,7 +36,8 @@ COLUMNS: list[tuple[str, type, str]] = [
     ("metric", str, "time, flop_rate, sample_rate, bandwidth, ratio"),
     ("value", float, "the aggregate (see 'stat') of the repetitions, in 'unit'"),
     ("unit", str, "s, FLOP/s, samples/s, B/s, 1"),
-    ("stat", str, "how repetitions were aggregated: median, max, single"),
+    ("stat", str, "how repetitions were aggregated: median, mean, max, min, single, sum, "
+                  "sustained (a run's mean rate), peak (its best iterations), fit"),
     ("min", float, "smallest repetition, in 'unit'"),
     ("max", float, "largest repetition, in 'unit'"),
     ("repeats", int, "number of timed repetitions (warm-up excluded)"),
@@ -81,6 +82,10 @@ class Repeats:
         s = sorted(self.samples)
         m = len(s) // 2
         return s[m] if len(s) % 2 else 0.5 * (s[m - 1] + s[m])
+
+    @property
+    def mean(self) -> float:
+        return sum(self.samples) / len(self.samples)
 
     @property
     def min(self) -> float:

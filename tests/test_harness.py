@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (install the
 SIZE, BATCH, STEPS = 16, 2, 3
 COMMON = ["--net", "hep", "--image-size", str(SIZE), "--filters", "4", "--steps", str(STEPS),
           "--warmup", "0", "--no-shuffle", "--lr", "0.05", "--momentum", "0.9",
-          "--weight-decay", "0.001", "--watchdog-s", "60"]
+          "--weight-decay", "0.001", "--watchdog-s", "60", "--dropout", "0"]
 
 
 def mpirun(n: int, args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:

@@ -33,23 +33,27 @@ def main(argv: list[str] | None = None) -> int:
         if comm.rank == 0:
             print(f"perfmodel harness: error: {e}", file=sys.stderr)
         return 2
-    from kernels.threads import available_cores
-
     from ..provenance import run_base
     from ..results import ResultsWriter
     from .rows import run_rows
     from .train import build_net, run
 
+    # the job's cores: the union of the ranks' affinity masks (a pinned rank sees only its own)
+    import os
+
+    cores_seen = comm.allgather(sorted(os.sched_getaffinity(0)))
+    job_cores = len(set().union(*map(set, cores_seen)))
     traces, net, layout = run(cfg, comm)
     if net is not None and cfg.save_weights and comm.rank == 0:
         np.savez(cfg.save_weights, **net.state())
     if comm.rank == 0:
         lib = MPI.Get_library_version().strip().splitlines()[0]
         base = run_base(cfg.threads, ranks=comm.size, mpi_library=lib)
-        if cfg.functional or comm.size * cfg.threads > available_cores():
-            base["functional"] = True
-        led = build_net(cfg).ledger(1)
-        rows = run_rows(cfg, traces, layout, base, float(led.train_flop))
+        base["cores"] = job_cores
+        base["functional"] = cfg.functional or comm.size * cfg.threads > job_cores
+        model = build_net(cfg)
+        layout["subject"] = getattr(model, "name", cfg.net)
+        rows = run_rows(cfg, traces, layout, base, float(model.ledger(1).train_flop))
         if cfg.output:
             ResultsWriter(cfg.output, append=True).add(rows)
         rate = [r for r in rows if r["what"] == "run" and r["metric"] == "sample_rate"]

@@ -69,7 +69,7 @@ class HarnessConfig:
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 0.0
-    dropout: float = 0.0
+    dropout: float = 0.5             # HEP: the published net's dropout (0 for exact tests)
     straggler: Straggler = field(default_factory=Straggler)
     threads: int = 1
     seed: int = 0
@@ -144,7 +144,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--dropout", type=float, default=0.5, help="HEP dropout (default 0.5)")
     p.add_argument("--straggler", default="")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)

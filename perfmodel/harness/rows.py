@@ -16,7 +16,7 @@ def run_rows(cfg: HarnessConfig, traces: list[Trace], layout: dict, base: dict,
              train_flop_per_sample: float) -> list[dict]:
     """Whole-run rows (throughput sustained and peak, phase medians, staleness, update
     counts) and per-iteration rows (phases and loss per worker)."""
-    common = dict(subject=cfg.net, batch=cfg.batch, image_size=cfg.image_size,
+    common = dict(subject=layout.get("subject", cfg.net), batch=cfg.batch, image_size=cfg.image_size,
                   implementation="numba+mpi4py", strategy=cfg.strategy,
                   groups=layout["groups"], param_servers=layout["servers"],
                   straggler=str(cfg.straggler))

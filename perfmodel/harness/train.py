@@ -178,8 +178,16 @@ def _serve(cfg, comm, net, blobs: Blobs, idx: np.ndarray, roots: int, dog: Watch
     done = 0
     status = MPI.Status()
     lr, mom, wd = (np.float32(x) for x in (cfg.lr, cfg.momentum, cfg.weight_decay))
+    idle = 0
     while done < roots:
-        comm.Probe(MPI.ANY_SOURCE, MPI.ANY_TAG, status)
+        # poll, then nap: a blocking Probe spins a core, which an oversubscribed node (more
+        # ranks than cores, e.g. a server beside its workers) cannot spare
+        if not comm.Iprobe(MPI.ANY_SOURCE, MPI.ANY_TAG, status):
+            idle += 1
+            if idle > 200:
+                time.sleep(5e-5)
+            continue
+        idle = 0
         src, tag = status.Get_source(), status.Get_tag()
         dog.beat()
         if tag == TAG_DONE:

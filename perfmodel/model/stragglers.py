@@ -60,10 +60,12 @@ def _harmonic(n: np.ndarray) -> np.ndarray:
     return np.where(n <= 64, small, big)
 
 
-def wait_s(distribution: str, n, compute_s, scale: float) -> tuple[np.ndarray, np.ndarray]:
+def wait_s(distribution: str, n, compute_s, scale: float, absolute: bool = False
+           ) -> tuple[np.ndarray, np.ndarray]:
     """(mean wait, wait of the best iterations) in seconds beyond ``compute_s`` for a step
     that waits for the slowest of ``n`` nodes, relative to one node's mean (which the measured
-    node rate already contains: one node waits for nobody). ``scale``: mean delay in s (exponential),
+    node rate already contains: one node waits for nobody). ``absolute``: the delays are not
+    in the node rate (injected ones), so the whole maximum counts (exponential only). ``scale``: mean delay in s (exponential),
     coefficient of variation (normal) or sigma (lognormal)."""
     n = np.maximum(np.asarray(n, dtype=float), 1.0)
     compute_s = np.asarray(compute_s, dtype=float)
@@ -72,8 +74,9 @@ def wait_s(distribution: str, n, compute_s, scale: float) -> tuple[np.ndarray, n
         return z, z
     if distribution == "exponential":
         # relative to one node's mean delay, which the measured node rate already contains
-        mean = scale * (_harmonic(n) - 1.0)
-        best = np.maximum(-scale * np.log1p(-PEAK_QUANTILE ** (1.0 / n)) - scale, 0.0)
+        base = 0.0 if absolute else scale
+        mean = scale * _harmonic(n) - base
+        best = np.maximum(-scale * np.log1p(-PEAK_QUANTILE ** (1.0 / n)) - base, 0.0)
         return mean + 0 * compute_s, best + 0 * compute_s
     e_n = np.where(n > 1, norm_ppf((n - 0.375) / (n + 0.25)), 0.0)
     q_n = np.where(n > 1, norm_ppf(PEAK_QUANTILE ** (1.0 / n)), 0.0)

@@ -94,10 +94,13 @@ class Inputs:
     intra_bandwidth_Bps: float = 0.0
     straggler: str = "none"
     straggler_scale: float = 0.0
+    straggler_absolute: bool = False        # delays not contained in the node rate (injected)
     ps_apply_bandwidth_Bps: float = 0.0     # server memory rate applying an update (0: free)
     s_min: float = 0.0                      # convergence: updates at infinite batch
     b_noise: float = 0.0                    # gradient noise scale, samples
     async_penalty: float = 0.0              # kappa
+    step_overhead_s: float = 0.0            # fixed extra time per worker step (e.g. an
+                                            # injected delay's mean), added to compute
     extra: dict = field(default_factory=dict)
 
     @property
@@ -152,8 +155,9 @@ def evaluate(inp: Inputs, strategy, workers, groups, servers, batch) -> dict[str
     s = np.where(code == 0, 0.0, s)
     n = w / g
     rate = inp.rate(b)
-    t_c = b * inp.flop_per_sample / rate
-    wait_mean, wait_best = stragglers.wait_s(inp.straggler, n, t_c, inp.straggler_scale)
+    t_c = b * inp.flop_per_sample / rate + inp.step_overhead_s
+    wait_mean, wait_best = stragglers.wait_s(inp.straggler, n, t_c, inp.straggler_scale,
+                                             inp.straggler_absolute)
     t_ar = _allreduce(inp, n)
     if inp.overlap:  # the backward pass is ~2/3 of a step's FLOPs; the last message can't hide
         last = t_ar / (len(inp.blob_bytes) if inp.messages == "per-blob" else 1)
@@ -180,7 +184,7 @@ def evaluate(inp: Inputs, strategy, workers, groups, servers, batch) -> dict[str
                throughput_samples_per_s=samples,
                throughput_flops=samples * inp.flop_per_sample,
                peak_throughput_flops=w * b * inp.flop_per_sample / out["peak_step_time_s"],
-               efficiency=samples * inp.flop_per_sample / (w * rate))
+               efficiency=samples * t_c / (w * b))  # over W workers that never wait
     out["speedup"] = out["peak_throughput_flops"] / inp.rate.reference_flops
     if inp.s_min > 0:
         updates = inp.s_min * (1 + inp.b_noise / (n * b)) * (1 + inp.async_penalty * (g - 1))

@@ -1,0 +1,158 @@
+"""``perfmodel validate``: the model's predictions against harness measurements.
+
+Nothing here is fitted to the harness runs. The model's inputs are other measurements:
+
+* the node's rate vs local batch from ``perfmodel node`` (same net, image size and threads
+  per rank as the run; samples/s, so that t_compute is exactly the measured step time);
+* alpha and bandwidth fitted on the ping-pong of ``perfmodel.harness.micro`` (fitted on the
+  ping-pong, not on the runs), and the triad bandwidth for the servers' updates;
+* the injected straggler delay, which the run states (exponential or constant).
+
+Accuracy is the relative error of samples/s, predicted over measured, per run: sustained (the
+run's mean rate, predicted from the node's mean step) and peak (the best 5% of iterations,
+predicted from the node's fastest step and the best-case straggler wait; on a shared, noisy
+machine the best case is the reproducible one). Functional runs (more ranks x threads than
+cores) are shown apart and left out of the medians.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .model.throughput import Inputs, NodeRate, evaluate
+from .results import make_row
+from .ui import UserError
+
+
+@dataclass
+class Link:
+    alpha_s: float
+    bandwidth_Bps: float
+
+
+def _net(subject: str, image_size: int):
+    import kernels
+
+    if subject.startswith("hep-f"):
+        return kernels.hep_net(image_size=image_size, filters=int(subject[5:]))
+    return kernels.NETS[subject](image_size=image_size)
+
+
+def node_rates(node: pd.DataFrame, best: bool = False
+               ) -> dict[tuple[str, int, int], NodeRate]:
+    """(subject, image_size, threads) -> samples/s vs batch from the *mean* step time (the
+    harness's sustained rate is a mean over its run too) or, with ``best``, the fastest step
+    (for peak rates); FLOP/s are filled in later."""
+    steps = node[(node.what == "step") & (node.metric == "time") & (node.stat == "mean")
+                 & (node.implementation == "numba")]
+    out = {}
+    for (subj, size, thr), g in steps.groupby(["subject", "image_size", "threads"]):
+        g = g.groupby("batch")["min" if best else "value"].median()
+        g = g.index.to_series() / g  # samples/s
+        out[(subj, int(size), int(thr))] = NodeRate(
+            ref_flops=float(g.iloc[-1]), ref_batch=float(g.index[-1]),
+            batches=g.index.to_numpy(float), flops=g.to_numpy(float))
+    return out
+
+
+def link_from(micro: pd.DataFrame) -> Link:
+    h = micro[micro.what == "hockney"]
+    if h.empty:
+        raise UserError("no ping-pong fit in the results: run perfmodel scale --micro (or "
+                        "perfmodel.harness.micro)")
+    lat = h[h.metric == "latency"]["value"].median()
+    bw = h[h.metric == "bandwidth"]["value"].median()
+    return Link(float(lat), float(bw))
+
+
+def _straggler(spec: str) -> tuple[str, float, float] | None:
+    """(model distribution, scale, mean delay) of an injected straggler spec."""
+    if not spec:
+        return "none", 0.0, 0.0
+    kind, *vals = spec.split(":")
+    v = [float(x) for x in vals]
+    if kind == "exponential":  # the whole maximum of the delays: absolute, no overhead
+        return "exponential", v[0], 0.0
+    if kind == "constant":
+        return "none", 0.0, v[0]
+    return None
+
+
+def compare(runs: pd.DataFrame, node: pd.DataFrame, link: Link) -> pd.DataFrame:
+    """One row per harness run: configuration, measured and predicted samples/s, error."""
+    rates, best_rates = node_rates(node), node_rates(node, best=True)
+    triad = node[node.what == "bandwidth"]["value"]
+    apply_bw = float(triad.median()) if len(triad) else 0.0
+    meas = runs[(runs.what == "run") & (runs.metric == "sample_rate")
+                & (runs.stat == "sustained")]
+    peaks = runs[(runs.what == "run") & (runs.metric == "sample_rate")
+                 & (runs.stat == "peak")].set_index("run_id")["value"]
+    rows = []
+    for _, r in meas.iterrows():
+        key = (r.subject, int(r.image_size), int(r.threads))
+        note = ""
+        strag = _straggler(r.straggler)
+        if key not in rates:
+            note = f"no node profile for {key}"
+        elif strag is None:
+            note = f"straggler {r.straggler} not modelled"
+        pred = pred_peak = float("nan")
+        if not note:
+            net = _net(r.subject, int(r.image_size))
+            flop = float(net.ledger(1).train_flop)
+            blobs = np.array([4.0 * w.size for _, l in net.named_layers()
+                              for _, w, _ in l.params()])
+            dist, scale, mean = strag
+            workers = int(r.ranks) - int(r.param_servers)
+            for prof, key_out in ((rates[key], "throughput_samples_per_s"),
+                                  (best_rates[key], "peak")):
+                rate = NodeRate(ref_flops=prof.ref_flops * flop, ref_batch=prof.ref_batch,
+                                batches=prof.batches, flops=prof.flops * flop)
+                inp = Inputs(rate=rate, flop_per_sample=flop, blob_bytes=blobs,
+                             link_latency_s=link.alpha_s,
+                             link_bandwidth_Bps=link.bandwidth_Bps, allreduce="auto",
+                             straggler=dist, straggler_scale=scale, step_overhead_s=mean,
+                             straggler_absolute=True,
+                             ps_apply_bandwidth_Bps=apply_bw)
+                res = evaluate(inp, r.strategy, workers, int(r.groups), int(r.param_servers),
+                               int(r.batch))
+                if key_out == "peak":
+                    pred_peak = float(res["peak_throughput_flops"]) / flop
+                else:
+                    pred = float(res["throughput_samples_per_s"])
+        rows.append(dict(run_id=r.run_id, strategy=r.strategy, ranks=int(r.ranks),
+                         workers=int(r.ranks) - int(r.param_servers), groups=int(r.groups),
+                         param_servers=int(r.param_servers), threads=int(r.threads),
+                         batch=int(r.batch), subject=r.subject, image_size=int(r.image_size),
+                         straggler=r.straggler, functional=bool(r.functional),
+                         measured=float(r.value), predicted=pred,
+                         error=pred / float(r.value) - 1 if not note else float("nan"),
+                         measured_peak=float(peaks.get(r.run_id, float("nan"))),
+                         predicted_peak=pred_peak,
+                         peak_error=(pred_peak / float(peaks.get(r.run_id, float("nan"))) - 1
+                                     if not note else float("nan")),
+                         note=note))
+    return pd.DataFrame(rows)
+
+
+def error_rows(df: pd.DataFrame, base: dict) -> list[dict]:
+    out = []
+    for _, r in df.iterrows():
+        kw = dict(subject=r.subject, batch=r.batch, image_size=r.image_size,
+                  strategy=r.strategy, groups=r.groups, param_servers=r.param_servers,
+                  straggler=r.straggler, threads=r.threads, ranks=r.ranks,
+                  functional=r.functional, stat="sustained")
+        out.append(make_row(base, what="prediction", metric="sample_rate", value=r.predicted,
+                            unit="samples/s", implementation="model", **kw))
+        out.append(make_row(base, what="error", metric="rel_error", value=r.error, unit="1",
+                            implementation="model/harness", **kw))
+        kw["stat"] = "peak"
+        out.append(make_row(base, what="prediction", metric="sample_rate",
+                            value=r.predicted_peak, unit="samples/s", implementation="model",
+                            **kw))
+        out.append(make_row(base, what="error", metric="rel_error", value=r.peak_error,
+                            unit="1", implementation="model/harness", **kw))
+    return out
