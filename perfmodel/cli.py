@@ -80,25 +80,20 @@ def cmd_node(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """The main job on embedded defaults: a quick node measurement into ``reports/latest``."""
-    out = Path(args.out)
-    ns = argparse.Namespace(net="hep", batch=8, threads=None, image_size=None, sweep=None,
-                            filters=None,
-                            repeats=None, warmup=1, peer=None, quick=not args.full,
-                            output=str(out / "results.csv"), json=False,
-                            no_progress=args.no_progress)
-    from .node_cli import run_node
+    """The main job: the default pipeline, or a report of given results, or the paper's."""
+    from .report.build import build
+    from .report.pipeline import default_pipeline
 
-    rc = run_node(ns, summary_path=out / "summary.md")
-    print(f"report written to {out.resolve()}/ (results.csv, summary.md)")
-    return rc
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: 'perfmodel node: error: ...' and exit code 2."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+    out = Path(args.out or ("reports/paper" if args.paper else "reports/latest"))
+    if args.paper:
+        path = build(out, [], paper=True, title="Deep Learning at 15PF: the paper's figures "
+                     "beside the model's")
+    elif args.results:
+        path = build(out, args.results)
+    else:
+        path = default_pipeline(out, progress=not args.no_progress, full=args.full)
+    print(f"report: {path.resolve()}")
+    return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -144,6 +139,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return run_reproduce(args)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: 'perfmodel node: error: ...' and exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="perfmodel",
@@ -159,11 +161,17 @@ def _build_parser() -> argparse.ArgumentParser:
                               "results CSV in the project's tidy schema."))
     add_node_args(node)
     rep = sub.add_parser("report", help="run the default pipeline and write a report",
-                         description="Run the default pipeline (a quick node measurement) and "
-                                     "write results.csv and summary.md into a folder.")
-    rep.add_argument("--out", default="reports/latest", help="output folder "
-                     "(default reports/latest)")
-    rep.add_argument("--full", action="store_true", help="full-size HEP instead of --quick")
+                         description="Without arguments: measure the node (quick), a small "
+                                     "local scaling sweep, validate the model, and write a "
+                                     "self-contained report (index.html, PNG figures, CSV "
+                                     "tables, summary.md). With --results: a report of those "
+                                     "files only. With --paper: the paper's figures beside "
+                                     "the model's (deterministic).")
+    rep.add_argument("--out", default=None, help="output folder (default reports/latest, "
+                     "or reports/paper with --paper)")
+    rep.add_argument("--results", nargs="+", default=None, help="results files to report")
+    rep.add_argument("--paper", action="store_true", help="the paper reproduction only")
+    rep.add_argument("--full", action="store_true", help="full-size HEP node measurement")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
     pred = sub.add_parser("predict", help="predict a cluster run from a scenario or preset",
                           description="Predict throughput, scaling efficiency, the step's "

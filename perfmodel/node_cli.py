@@ -44,7 +44,7 @@ def _validate(args: argparse.Namespace) -> None:
                         ) from None
 
 
-def run_node(args: argparse.Namespace, summary_path: Path | None = None) -> int:
+def run_node(args: argparse.Namespace) -> int:
     from .cli import default_output
 
     _validate(args)
@@ -78,9 +78,6 @@ def run_node(args: argparse.Namespace, summary_path: Path | None = None) -> int:
 
     text = _summary(args, main, sweep, best, peer, out)
     print(text)
-    if summary_path is not None:
-        summary_path.parent.mkdir(parents=True, exist_ok=True)
-        summary_path.write_text("```\n" + text + "\n```\n")
     if args.json:
         print(json.dumps(_json_summary(args, main, sweep, best, peer, out), indent=2))
     return 0

@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
         validate(cfg, comm.size)
     except UserError as e:
         if comm.rank == 0:
-            print(f"perfmodel harness: error: {e}", file=sys.stderr)
+            print(f"perfmodel harness: error: {e}", file=sys.stderr, flush=True)
+        # python -m mpi4py turns a non-zero exit into MPI_Abort: let rank 0 speak first
+        comm.Barrier()
         return 2
     from ..provenance import run_base
     from ..results import ResultsWriter

@@ -1,0 +1,1 @@
+"""``perfmodel report``: measured next to predicted, as a self-contained folder."""

@@ -1,0 +1,368 @@
+"""Build a self-contained report folder from results files (the one tidy schema) and the
+model: ``index.html`` (no network needed: images are local PNGs, no scripts but one inline
+check), figures drawn with seaborn, tables as CSV, and ``summary.md``.
+
+Every section says what it needs; a section whose data is missing is listed as missing
+instead of failing the report.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..results import ResultsError, read_results
+from ..ui import UserError
+
+
+@dataclass
+class Section:
+    title: str
+    text: str = ""
+    figures: list[str] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)   # CSV file names
+    missing: str = ""
+
+
+def load(paths: list[str | Path]) -> pd.DataFrame:
+    """Every results file into one frame; a bad file is a UserError naming it."""
+    frames = []
+    for p in paths:
+        try:
+            frames.append(read_results(p))
+        except ResultsError as e:
+            raise UserError(str(e)) from None
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    return plt, sns
+
+
+def _save(fig, out: Path, name: str) -> str:
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return name
+
+
+def _latest(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the most recent run in ``df`` (by time)."""
+    if df.empty:
+        return df
+    last = df.sort_values("time_utc")["run_id"].iloc[-1]
+    return df[df.run_id == last]
+
+
+def node_sections(df: pd.DataFrame, out: Path) -> list[Section]:
+    plt, sns = _plt()
+    node = df[(df.implementation == "numba") & df.what.isin(["layer", "step", "peak",
+                                                             "bandwidth"])]
+    layers = node[(node.what == "layer") & (node.metric == "flop_rate")]
+    if layers.empty:
+        return [Section("Node: per-layer FLOP rates and roofline",
+                        missing="no perfmodel node results (per-layer rows)")]
+    run = _latest(layers)
+    rid = run.run_id.iloc[0]
+    batch = int(run.batch.iloc[0])
+    runs = node[node.run_id == rid]
+    peaks = node[node.what == "peak"].groupby("subject")["value"].max()
+    triad = node[node.what == "bandwidth"]["value"].max()
+    peak = peaks.get("fma", np.nan)
+    secs = []
+    run = run[run.batch == batch]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    sns.barplot(data=run.assign(gflops=run.value / 1e9), x="layer", y="gflops", hue="phase",
+                ax=ax)
+    for name, v in peaks.items():
+        ax.axhline(v / 1e9, ls="--", lw=1, color="k" if name == "fma" else "grey")
+        ax.text(len(run.layer.unique()) - 0.5, v / 1e9, f" {name} peak", va="bottom",
+                ha="right", fontsize=8)
+    ax.set(ylabel="GFLOP/s", xlabel="", title=f"{run.subject.iloc[0]} {run.image_size.iloc[0]}"
+           f"px, batch {batch}, {run.threads.iloc[0]} thread(s)")
+    ax.tick_params(axis="x", rotation=60)
+    f1 = _save(fig, out, "node_layers.png")
+    tab = run[["layer", "phase", "value", "flop", "bytes"]].rename(columns={"value": "flops"})
+    tab = tab.assign(percent_of_fma_peak=100 * tab.flops / peak,
+                     flop_per_byte=tab.flop / tab.bytes.replace(0, np.nan))
+    tab.to_csv(out / "node_layers.csv", index=False)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    pts = tab.dropna(subset=["flop_per_byte"])
+    sns.scatterplot(data=pts.assign(gflops=pts.flops / 1e9), x="flop_per_byte", y="gflops",
+                    hue="phase", ax=ax)
+    if math.isfinite(peak) and math.isfinite(triad):
+        ai = np.logspace(-2, 3, 100)
+        ax.plot(ai, np.minimum(peak, ai * triad) / 1e9, "k-", lw=1,
+                label="roofline (FMA peak, triad)")
+    ax.set(xscale="log", yscale="log", xlabel="FLOP/byte (compulsory traffic)",
+           ylabel="GFLOP/s", title="roofline")
+    ax.legend(fontsize=8)
+    f2 = _save(fig, out, "node_roofline.png")
+    secs.append(Section("Node: per-layer FLOP rates and roofline",
+                        text=f"FP32 peak measured: FMA loop {peak / 1e9:.1f} GFLOP/s, sgemm "
+                             f"{peaks.get('sgemm', np.nan) / 1e9:.1f} GFLOP/s; triad "
+                             f"{triad / 1e9:.1f} GB/s. FLOPs: 2 per multiply-add, padded taps "
+                             "counted.", figures=[f1, f2], tables=["node_layers.csv"]))
+    steps = node[(node.what == "step") & (node.metric == "sample_rate")]
+    if steps.empty:
+        secs.append(Section("Node: rate vs batch", missing="no step rows"))
+    else:
+        s = steps.assign(config=steps.subject + " " + steps.image_size.astype(str) + "px, "
+                         + steps.threads.astype(str) + " thr")
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        sns.lineplot(data=s, x="batch", y="value", hue="config", marker="o", ax=ax,
+                     errorbar=None)
+        ax.set(xscale="log", xlabel="local batch", ylabel="samples/s",
+               title="training rate vs local batch")
+        f3 = _save(fig, out, "node_rate_vs_batch.png")
+        s[["subject", "image_size", "threads", "batch", "value", "min", "max"]].to_csv(
+            out / "node_rate_vs_batch.csv", index=False)
+        secs.append(Section("Node: rate vs batch", figures=[f3],
+                            tables=["node_rate_vs_batch.csv"]))
+    peer = df[df.what == "ratio"]
+    if not peer.empty and (peer.phase == "step").any():
+        r = peer[peer.phase == "step"][["subject", "implementation", "batch", "value"]]
+        r.to_csv(out / "peer_ratio.csv", index=False)
+        secs.append(Section("Node: against PyTorch", text="speed of ours over torch (> 1: "
+                            "ours faster)", tables=["peer_ratio.csv"]))
+    return secs
+
+
+def harness_sections(df: pd.DataFrame, out: Path) -> list[Section]:
+    plt, sns = _plt()
+    runs = df[(df.what == "run") & (df.metric == "sample_rate")]
+    if runs.empty:
+        return [Section("Scaling: measured and predicted",
+                        missing="no perfmodel scale results")]
+    secs = []
+    runs = runs.assign(workers=runs.ranks - runs.param_servers,
+                       kind=np.where(runs.functional, "functional", "timed"))
+    pred = df[(df.what == "prediction") & (df.metric == "sample_rate")]
+    sust = runs[runs.stat == "sustained"]
+    keys = ["strategy", "ranks", "groups", "param_servers", "threads", "batch", "subject",
+            "image_size", "straggler", "stat"]
+    both = runs.merge(pred[keys + ["value"]].rename(columns={"value": "predicted"}), on=keys,
+                      how="inner")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, stat in zip(axes, ("sustained", "peak")):
+        m = both[both.stat == stat]
+        if m.empty:
+            ax.set_title(f"{stat}: no predictions (run perfmodel validate)")
+            continue
+        sns.scatterplot(data=m, x="value", y="predicted", hue="strategy", style="kind", s=70,
+                        ax=ax)
+        lim = [0, 1.1 * max(m.value.max(), m.predicted.max())]
+        ax.plot(lim, lim, "k:", lw=1)
+        ax.fill_between(lim, [0.85 * v for v in lim], [1.15 * v for v in lim], color="grey",
+                        alpha=0.15, lw=0)
+        ax.set(xlim=lim, ylim=lim, xlabel="measured samples/s", ylabel="predicted samples/s",
+               title=f"{stat} throughput (band: +-15%)")
+    f1 = _save(fig, out, "scaling.png")
+    cols = ["strategy", "workers", "groups", "param_servers", "threads", "batch",
+            "straggler", "functional", "stat", "value"]
+    runs[cols].to_csv(out / "scaling.csv", index=False)
+    text = ("Throughput of each harness run; functional runs (ranks x threads above the "
+            "cores) are marked and are not scaling data.")
+    base = sust[(sust.workers == 1) & ~sust.functional & (sust.straggler == "")]
+    if not base.empty:
+        b = base.groupby("strategy")["value"].max()
+        eff = sust.assign(speedup=sust.value / sust.strategy.map(b))
+        eff = eff.assign(efficiency=eff.speedup / eff.workers)
+        eff[["strategy", "workers", "groups", "straggler", "functional", "speedup",
+             "efficiency"]].to_csv(out / "speedup.csv", index=False)
+        secs.append(Section("Scaling: measured and predicted", text=text, figures=[f1],
+                            tables=["scaling.csv", "speedup.csv"]))
+    else:
+        secs.append(Section("Scaling: measured and predicted", text=text, figures=[f1],
+                            tables=["scaling.csv"]))
+    loss = df[df.what == "loss"]
+    if loss.empty:
+        secs.append(Section("Loss vs wall-clock time", missing="no loss traces"))
+    else:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        lab = loss.assign(run=loss.strategy + " g" + loss.groups.astype(str) + " "
+                          + loss.straggler.replace("", "no straggler"))
+        lab = lab[lab.step >= 0].sort_values(["run", "elapsed_s"])
+        lab["smoothed"] = lab.groupby(["run_id", "rank"])["value"].transform(
+            lambda v: v.ewm(alpha=0.3).mean())
+        sns.lineplot(data=lab, x="elapsed_s", y="smoothed", hue="run", ax=ax, errorbar=None)
+        ax.set(xlabel="seconds since the timed start", ylabel="training loss (EMA)",
+               title="loss vs wall-clock time")
+        f2 = _save(fig, out, "loss_vs_time.png")
+        secs.append(Section("Loss vs wall-clock time", figures=[f2],
+                            text="Every worker's training loss, smoothed; compare sync with "
+                                 "hybrid at equal wall-clock time."))
+    ph = df[(df.what == "run") & (df.metric == "time") & df.phase.isin(
+        ["compute", "straggle", "wait", "comm", "ps", "io"])]
+    if not ph.empty:
+        ph = ph.assign(config=ph.subject + "@" + ph.image_size.astype(str) + " b"
+                       + ph.batch.astype(str) + " " + ph.strategy + " w"
+                       + (ph.ranks - ph.param_servers).astype(str) + " g"
+                       + ph.groups.astype(str) + " " + ph.straggler.replace("", "-"))
+        piv = ph.pivot_table(index="config", columns="phase", values="value", aggfunc="median")
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        (piv * 1e3).plot.barh(stacked=True, ax=ax)
+        ax.set(xlabel="ms per iteration (median)", ylabel="", title="where an iteration goes: "
+               "the cost of stragglers")
+        f3 = _save(fig, out, "stragglers.png")
+        piv.to_csv(out / "iteration_breakdown.csv")
+        secs.append(Section("The cost of stragglers", figures=[f3],
+                            tables=["iteration_breakdown.csv"]))
+    err = df[(df.what == "error") & (df.metric == "rel_error")]
+    if err.empty:
+        secs.append(Section("Prediction error", missing="no perfmodel validate rows"))
+    else:
+        e = err.assign(config=err.strategy + " w" + (err.ranks - err.param_servers).astype(str)
+                       + " g" + err.groups.astype(str) + " b" + err.batch.astype(str) + " "
+                       + err.straggler.replace("", "-") + np.where(err.functional, " (f)",
+                                                                   ""))
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        sns.barplot(data=e.assign(pct=100 * e.value), y="config", x="pct", hue="stat", ax=ax)
+        ax.axvline(0, color="k", lw=1)
+        ax.set(xlabel="predicted / measured - 1 (%)", ylabel="", title="prediction error "
+               "((f): functional run)")
+        f4 = _save(fig, out, "prediction_error.png")
+        timed = e[~e.functional]
+        med = {s: 100 * np.nanmedian(np.abs(g.value)) for s, g in timed.groupby("stat")}
+        e[["config", "stat", "value", "functional"]].to_csv(out / "prediction_error.csv",
+                                                            index=False)
+        secs.append(Section("Prediction error", figures=[f4], tables=["prediction_error.csv"],
+                            text="median |error| over timed runs: " + ", ".join(
+                                f"{k} {v:.1f}%" for k, v in med.items())))
+    return secs
+
+
+def paper_sections(out: Path) -> list[Section]:
+    """The paper's figures beside the model's (deterministic)."""
+    from ..reproduce import passed, reproduce
+
+    plt, sns = _plt()
+    figs, extra = reproduce()
+    rows = [dict(figure=f.what, published=f.published, unit=f.unit,
+                 model=round(f.predicted, 4) if math.isfinite(f.predicted) else None,
+                 error_percent=round(100 * f.error, 2) if math.isfinite(f.predicted) else None,
+                 used_as=f.status, within_tolerance=passed(f), note=f.note) for f in figs]
+    pd.DataFrame(rows).to_csv(out / "reproduction.csv", index=False)
+    fit = pd.DataFrame([dict(parameter=k, value=round(v[0], 6), unit=v[1], fitted_on=v[2])
+                        for k, v in extra["fitted"].items()])
+    fit.to_csv(out / "fitted_parameters.csv", index=False)
+    sc = pd.DataFrame({"nodes": extra["strong_nodes"] * 2,
+                       "speedup": extra["strong_speedup_hep"] + extra["strong_speedup_climate"],
+                       "net": ["hep"] * len(extra["strong_nodes"])
+                       + ["climate"] * len(extra["strong_nodes"])})
+    sc.round(4).to_csv(out / "strong_scaling_model.csv", index=False)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    sns.lineplot(data=sc, x="nodes", y="speedup", hue="net", marker="o", ax=axes[0])
+    axes[0].plot(sc.nodes.unique(), sc.nodes.unique(), "k:", lw=1, label="ideal")
+    axes[0].scatter([512], [320], marker="*", s=150, color="red", label="paper: 320x at 512")
+    axes[0].axvline(256, color="grey", ls="--", lw=1)
+    axes[0].set(xscale="log", yscale="log", title="sync strong scaling, batch 2048 (model)")
+    axes[0].legend(fontsize=8)
+    wk = pd.DataFrame({"nodes": extra["weak_nodes"] * 2,
+                       "efficiency": extra["weak_eff_sync"] + extra["weak_eff_hybrid"],
+                       "strategy": ["sync"] * len(extra["weak_nodes"])
+                       + ["hybrid (8 groups)"] * len(extra["weak_nodes"])})
+    wk.round(4).to_csv(out / "weak_scaling_model.csv", index=False)
+    sns.lineplot(data=wk, x="nodes", y="efficiency", hue="strategy", marker="o", ax=axes[1])
+    axes[1].set(xscale="log", ylim=(0, 1.05), title="climate weak scaling, batch 8 (model)")
+    f1 = _save(fig, out, "paper_scaling.png")
+    held = [passed(f) for f in figs if f.status == "held out"]
+    return [Section("The paper's figures beside the model's",
+                    text=f"Held-out figures within tolerance: {sum(bool(h) for h in held)} of "
+                         f"{len(held)}. Fitted parameters are listed with the figure each was "
+                         "fitted on; those figures do not count as reproduced.",
+                    figures=[f1], tables=["reproduction.csv", "fitted_parameters.csv",
+                                          "strong_scaling_model.csv",
+                                          "weak_scaling_model.csv"])]
+
+
+CHECK_SCRIPT = """<script>
+window.addEventListener('load', function () {
+  var imgs = document.images, bad = 0;
+  for (var i = 0; i < imgs.length; i++) if (!imgs[i].complete || imgs[i].naturalWidth === 0) bad++;
+  document.body.setAttribute('data-images', imgs.length);
+  document.body.setAttribute('data-broken-images', bad);
+});
+</script>"""
+
+
+def write_html(out: Path, title: str, sections: list[Section], intro: str = "") -> Path:
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+             "</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;"
+             "color:#222}table{border-collapse:collapse;font-size:13px;margin:1em 0}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+             "img{max-width:100%}.missing{color:#a40}</style>"
+             f"{CHECK_SCRIPT}</head><body><h1>{html.escape(title)}</h1>"
+             f"<p>{html.escape(intro)}</p>"]
+    missing = [s for s in sections if s.missing]
+    if missing:
+        parts.append("<p class='missing'>Partial report; missing: " + "; ".join(
+            html.escape(f"{s.title} ({s.missing})") for s in missing) + "</p>")
+    for s in sections:
+        if s.missing:
+            continue
+        parts.append(f"<h2>{html.escape(s.title)}</h2>")
+        if s.text:
+            parts.append(f"<p>{html.escape(s.text)}</p>")
+        for f in s.figures:
+            parts.append(f"<p><img src='{html.escape(f)}' alt='{html.escape(f)}'></p>")
+        for t in s.tables:
+            df = pd.read_csv(out / t, keep_default_na=False)
+            parts.append(f"<h3>{html.escape(t)}</h3>"
+                         + df.head(60).to_html(index=False, float_format=lambda v: f"{v:.4g}"))
+    parts.append("</body></html>")
+    path = out / "index.html"
+    path.write_text("\n".join(parts))
+    return path
+
+
+def write_summary(out: Path, title: str, sections: list[Section]) -> Path:
+    lines = [f"# {title}", ""]
+    for s in sections:
+        lines.append(f"## {s.title}")
+        lines.append("")
+        lines.append(f"Missing: {s.missing}" if s.missing else (s.text or ""))
+        for f in s.figures:
+            lines.append(f"![{f}]({f})")
+        for t in s.tables:
+            lines.append(f"- table: [{t}]({t})")
+        lines.append("")
+    path = out / "summary.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def build(out: str | Path, results: list[str | Path], paper: bool = True,
+          title: str = "perfmodel report") -> Path:
+    """The report folder ``out`` from ``results`` files (and the model's paper figures)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    df = load(results)
+    sections: list[Section] = []
+    if df.empty:
+        sections.append(Section("Measurements", missing="no results files given"))
+    else:
+        sections += node_sections(df, out)
+        sections += harness_sections(df, out)
+    if paper:
+        sections += paper_sections(out)
+    write_summary(out, title, sections)
+    return write_html(out, title, sections, intro="Measured next to predicted. "
+                      "Every figure comes from the results files listed in summary.md's "
+                      "folder; see the README for the commands.")
