@@ -1,0 +1,75 @@
+"""Model speed (predict, a 10^6-configuration sweep) and model accuracy against the harness.
+
+``track_prediction_error`` makes an accuracy regression show like a slowdown: it measures a
+node profile and a small harness sweep on this machine (through mpiexec) and tracks the median
+|predicted / measured - 1| of the timed runs, in %.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from perfmodel import scenario as SC
+from perfmodel.model.throughput import evaluate
+from perfmodel.predict import predict
+
+
+class Predict:
+    def setup(self):
+        self.s, _ = SC.load("cori-knl-hep")
+        self.inp = SC.to_inputs(self.s)
+        rng = np.random.default_rng(0)
+        n = 1_000_000
+        self.cfg = dict(strategy=rng.integers(0, 3, n), workers=rng.integers(1, 9600, n),
+                        groups=rng.integers(1, 16, n), servers=rng.integers(1, 16, n),
+                        batch=rng.integers(1, 64, n))
+        self.cfg["groups"] = np.minimum(self.cfg["groups"], self.cfg["workers"])
+
+    def time_predict_one_scenario(self):
+        predict(self.s)
+
+    def time_sweep_1e6_configurations(self):
+        evaluate(self.inp, **self.cfg)
+
+
+class Accuracy:
+    timeout = 900
+    number = 1
+    repeat = 1
+
+    def setup_cache(self):
+        tmp = Path(tempfile.mkdtemp(prefix="perfmodel-asv-"))
+        pm = [sys.executable, "-m", "perfmodel"]
+        net = ["--filters", "16", "--image-size", "32"]
+        env = dict(os.environ)
+        for t in (1, 2):
+            subprocess.run([*pm, "node", "--net", "hep", *net, "--threads", str(t), "--sweep",
+                            "4,8", "--repeats", "5", "-o", str(tmp / f"node-{t}.csv"),
+                            "--no-progress"], check=True, env=env, capture_output=True)
+        subprocess.run([*pm, "scale", "--micro", "--strategies", "sync,async", "--workers",
+                        "1,2", *net, "--batch", "8", "--steps", "20", "--data",
+                        str(tmp / "data"), "-o", str(tmp / "scale.csv"), "--no-progress"],
+                       check=True, env=env, capture_output=True)
+        from perfmodel.results import read_results
+        from perfmodel.validate import compare, link_from
+        import pandas as pd
+
+        node = pd.concat([read_results(tmp / f"node-{t}.csv") for t in (1, 2)])
+        runs = read_results(tmp / "scale.csv")
+        df = compare(runs, node, link_from(runs))
+        timed = df[~df.functional & df.error.notna()]
+        return {"sustained": float(100 * np.median(np.abs(timed.error))),
+                "peak": float(100 * np.median(np.abs(timed.peak_error)))}
+
+    def track_prediction_error(self, errors, stat):
+        return errors[stat]
+
+    track_prediction_error.unit = "%"
+    track_prediction_error.params = ["sustained", "peak"]
+    track_prediction_error.param_names = ["stat"]
