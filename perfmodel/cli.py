@@ -126,6 +126,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return run_validate(args)
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .model_cli import run_plan
+
+    return run_plan(args)
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     from .scenario import preset_names
 
@@ -207,6 +213,27 @@ def _build_parser() -> argparse.ArgumentParser:
                         description="Generate seeded synthetic HEP or climate samples, "
                                     "shaped like the paper's, into HDF5 shards.")
     add_data_arguments(da)
+    pl = sub.add_parser("plan", help="choose the configuration of a cluster run",
+                        description="Search strategies, node counts, parameter servers and "
+                                    "batch per worker for time to solution and node-hours "
+                                    "under constraints; report the Pareto front, the "
+                                    "recommendation and why the others lose.")
+    pl.add_argument("scenario", help="scenario file or preset (the cluster and the workload)")
+    pl.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    pl.add_argument("--epochs", type=float, default=None, help="target: passes over the "
+                    "data set (needs workload.dataset_samples)")
+    pl.add_argument("--target-loss", action="store_true", help="target: the scenario's "
+                    "[convergence] target loss")
+    pl.add_argument("--max-nodes", type=_positive_int("max-nodes"), default=None)
+    pl.add_argument("--deadline", default=None, help="e.g. 3600, 45m, 2h, 1d")
+    pl.add_argument("--budget-node-hours", type=float, default=None)
+    pl.add_argument("--json", action="store_true")
+    pl.add_argument("--output", "-o", default=None, help="the Pareto front as CSV")
+    pl.add_argument("--emit-slurm", default=None, metavar="FILE",
+                    help="an sbatch script for the recommended configuration")
+    pl.add_argument("--command", dest="user_command", default=None, help="with --emit-slurm: your own training "
+                    "command instead of the harness (gets PERFMODEL_* variables)")
+    pl.add_argument("--threads-per-rank", type=_positive_int("threads-per-rank"), default=64)
     va = sub.add_parser("validate", help="the model's predictions against harness runs",
                         description="Predict every harness run from measured inputs (node "
                                     "profile, ping-pong) and report the errors.")
@@ -218,7 +245,7 @@ def _build_parser() -> argparse.ArgumentParser:
                     predict=(cmd_predict, "predict"), sweep=(cmd_sweep, "sweep"),
                     reproduce=(cmd_reproduce, "reproduce"), presets=(cmd_presets, "presets"),
                     scale=(cmd_scale, "scale"), data=(cmd_data, "data"),
-                    validate=(cmd_validate, "validate"))
+                    validate=(cmd_validate, "validate"), plan=(cmd_plan, "plan"))
     return p
 
 

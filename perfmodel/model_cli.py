@@ -137,7 +137,15 @@ def run_validate(args: argparse.Namespace) -> int:
     print(table(["strategy", "workers", "groups", "servers", "thr", "batch", "straggler",
                  "sust. meas", "sust. pred", "error", "peak meas", "peak pred", "error",
                  "kind"], rows))
+    from .plan import kendall_tau
+
     timed = df[~df.functional & df.error.notna()]
+    ranked = df[df.error.notna()]
+    if len(ranked) >= 2:
+        print(f"ranking by sustained throughput, predicted vs measured: Kendall tau "
+              f"{kendall_tau(ranked.predicted, ranked.measured):.2f} over {len(ranked)} runs"
+              + (f" ({kendall_tau(timed.predicted, timed.measured):.2f} over the {len(timed)} "
+                 "timed ones)" if len(timed) >= 2 else ""))
     if len(timed):
         print(f"\nmedian |error| over {len(timed)} timed runs: sustained "
               f"{100 * np.median(np.abs(timed.error)):.1f}%, peak "
@@ -145,4 +153,71 @@ def run_validate(args: argparse.Namespace) -> int:
     if args.output:
         ResultsWriter(args.output, append=True).add(error_rows(df, run_base(1)))
         print(f"comparison rows appended to {args.output}")
+    return 0
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    import time
+
+    from . import plan as PL
+
+    s, source = SC.load_for_plan(args.scenario, args.set)
+    if (args.epochs is None) == (not args.target_loss):
+        raise UserError("give exactly one target: --epochs N or --target-loss (the scenario's "
+                        "[convergence])")
+    if args.epochs is not None and args.epochs <= 0:
+        raise UserError(f"--epochs={args.epochs} is out of range (allowed > 0)")
+    if args.budget_node_hours is not None and args.budget_node_hours <= 0:
+        raise UserError(f"--budget-node-hours={args.budget_node_hours} is out of range "
+                        "(allowed > 0)")
+    deadline = PL.parse_duration(args.deadline) if args.deadline else None
+    t0 = time.perf_counter()
+    feasible, facts = PL.search(s, PL.Target(epochs=args.epochs, loss=args.target_loss),
+                                args.max_nodes, deadline, args.budget_node_hours)
+    dt = time.perf_counter() - t0
+    if feasible.empty:
+        raise UserError(f"no feasible configuration among {facts['evaluated']}: "
+                        f"{facts['binding']}")
+    chosen = PL.recommend(feasible, deadline)
+    front = PL.pareto(feasible)
+    pred = PL.chosen_prediction(s, chosen)
+    reasons = PL.why_not(feasible, chosen)
+    if args.output:
+        front.to_csv(args.output, index=False)
+    if args.emit_slurm:
+        from pathlib import Path
+
+        Path(args.emit_slurm).write_text(PL.slurm_script(chosen, s, args.user_command,
+                                                         args.threads_per_rank))
+    if args.json:
+        print(json.dumps({"source": source, "evaluated": facts["evaluated"],
+                          "search_s": dt,
+                          "recommended": {k: (v.item() if hasattr(v, "item") else v)
+                                          for k, v in chosen.items()},
+                          "prediction": pred, "why_not": reasons,
+                          "pareto": front.to_dict("records")}, indent=2, default=float))
+        return 0
+    print(f"{source}: {facts['evaluated']} configurations searched in {dt:.2f} s; "
+          f"{len(feasible)} feasible, {len(front)} on the Pareto front")
+    rows = [[r.strategy, r.workers, r.groups, r.param_servers, r.batch_per_worker, r.nodes,
+             PL._dur(r.time_s), f"{r.node_hours:.4g}"] for r in front.head(12).itertuples()]
+    print(table(["strategy", "workers", "groups", "servers", "batch", "nodes",
+                 "time to solution", "node-hours"], rows))
+    lo, hi = pred["interval"]["step_time_s"]
+    print(f"\nrecommended ({'fewest node-hours meeting the deadline' if deadline else 'fastest'}"
+          f"): {chosen.strategy}, {PL._cfg(chosen)} on {chosen.nodes} nodes: "
+          f"{PL._dur(chosen.time_s)}, {chosen.node_hours:.4g} node-hours; step "
+          f"{pred['step_time_s'] * 1e3:.2f} ms [{lo * 1e3:.2f}, {hi * 1e3:.2f}] = "
+          + ", ".join(f"{k[:-2]} {v * 1e3:.2f} ms" for k, v in pred["breakdown"].items()))
+    print("why the others lose:")
+    for line in reasons:
+        print(f"  {line}")
+    if args.epochs is not None and chosen.strategy != "sync":
+        print(f"note: an epochs target ignores staleness: {int(chosen.groups)} asynchronous "
+              "groups may need more epochs than sync; plan with --target-loss and the "
+              "scenario's [convergence] async_penalty to weigh it")
+    if args.output:
+        print(f"Pareto front written to {args.output}")
+    if args.emit_slurm:
+        print(f"sbatch script written to {args.emit_slurm}")
     return 0

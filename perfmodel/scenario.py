@@ -219,6 +219,17 @@ def load(name_or_path: str, overrides: list[str] | None = None) -> tuple[dict, s
     return validate(raw, source), source
 
 
+def load_for_plan(name_or_path: str, overrides: list[str] | None = None
+                  ) -> tuple[dict, str]:
+    """Like :func:`load`, but the planner chooses the training configuration itself, so the
+    scenario's [training] is replaced by a trivial one (sync, one worker) before validation."""
+    raw, source = _read(name_or_path)
+    for o in overrides or []:
+        _apply_override(raw, o)
+    raw["training"] = {"strategy": "sync", "workers": 1, "batch_per_worker": 1}
+    return validate(raw, source), source
+
+
 def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("perfmodel.presets").iterdir()
                   if p.name.endswith(".toml"))

@@ -52,9 +52,15 @@ class Accuracy:
             subprocess.run([*pm, "node", "--net", "hep", *net, "--threads", str(t), "--sweep",
                             "4,8", "--repeats", "5", "-o", str(tmp / f"node-{t}.csv"),
                             "--no-progress"], check=True, env=env, capture_output=True)
-        subprocess.run([*pm, "scale", "--micro", "--strategies", "sync,async", "--workers",
-                        "1,2", *net, "--batch", "8", "--steps", "20", "--data",
-                        str(tmp / "data"), "-o", str(tmp / "scale.csv"), "--no-progress"],
+        subprocess.run([*pm, "scale", "--micro", "--strategies", "sync,async,hybrid",
+                        "--workers", "1,2", "--groups", "1,2", *net, "--batch", "8",
+                        "--steps", "20", "--data", str(tmp / "data"), "-o",
+                        str(tmp / "scale.csv"), "--no-progress"],
+                       check=True, env=env, capture_output=True)
+        subprocess.run([*pm, "scale", "--strategies", "sync,hybrid", "--workers", "2",
+                        "--groups", "1,2", *net, "--batch", "8", "--steps", "20",
+                        "--straggler", "exponential:0.02", "--data", str(tmp / "data"), "-o",
+                        str(tmp / "scale.csv"), "--no-progress"],
                        check=True, env=env, capture_output=True)
         from perfmodel.results import read_results
         from perfmodel.validate import compare, link_from
@@ -63,9 +69,13 @@ class Accuracy:
         node = pd.concat([read_results(tmp / f"node-{t}.csv") for t in (1, 2)])
         runs = read_results(tmp / "scale.csv")
         df = compare(runs, node, link_from(runs))
+        from perfmodel.plan import kendall_tau
+
         timed = df[~df.functional & df.error.notna()]
+        ranked = df[df.error.notna()]
         return {"sustained": float(100 * np.median(np.abs(timed.error))),
-                "peak": float(100 * np.median(np.abs(timed.peak_error)))}
+                "peak": float(100 * np.median(np.abs(timed.peak_error))),
+                "tau": kendall_tau(ranked.predicted, ranked.measured)}
 
     def track_prediction_error(self, errors, stat):
         return errors[stat]
@@ -73,3 +83,26 @@ class Accuracy:
     track_prediction_error.unit = "%"
     track_prediction_error.params = ["sustained", "peak"]
     track_prediction_error.param_names = ["stat"]
+
+    def track_planner_ranking_kendall_tau(self, errors):
+        """The planner ranks by predicted throughput: its agreement with the measured ranking
+        of every harness configuration of the sweep (timed and functional)."""
+        return errors["tau"]
+
+    track_planner_ranking_kendall_tau.unit = "tau"
+
+
+class Plan:
+    timeout = 300
+
+    def setup(self):
+        from perfmodel import scenario as SC
+
+        self.s, _ = SC.load_for_plan("cori-knl-hep", ["cluster.nodes=2600"])
+
+    def time_search_cori_2600_nodes(self):
+        """1,102,840 configurations (strategies x workers x groups x servers x
+        batch)."""
+        from perfmodel import plan as PL
+
+        PL.search(self.s, PL.Target(epochs=1), None, 3600.0, None)

@@ -1,0 +1,250 @@
+"""``perfmodel plan``: how to run on a cluster, and what it costs.
+
+Searches strategies (sync; hybrid with G groups; async), worker counts, parameter-server
+counts and batch per worker, all at once (vectorized: 10^6 configurations in about a second),
+for the time to solution and the node-hours it takes:
+
+* target ``epochs``: time = epochs x dataset_samples / sustained throughput;
+* target ``loss`` (the scenario's ``[convergence]``): the model's time to target.
+
+node-hours = nodes x time, nodes = ceil((workers + servers) / devices_per_node). Constraints:
+``--max-nodes``, ``--deadline`` and ``--budget-node-hours``. The recommendation is the
+configuration with the fewest node-hours that meets the deadline when one is given, else the
+fastest one within the other constraints. The Pareto front (time vs node-hours) is reported,
+and for each other strategy why its best configuration loses: the largest non-compute share of
+its step (communication, parameter servers, straggler wait) and its time and cost.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import scenario as SC
+from .model.throughput import STRATEGIES, evaluate
+from .predict import predict
+from .ui import UserError
+
+BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from '90', '90s', '45m', '2h', '1.5d'."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smhd]?)\s*", str(text))
+    if not m:
+        raise UserError(f"--deadline={text!r}: expected a duration like 3600, 45m, 2h or 1d")
+    v = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    if v <= 0:
+        raise UserError(f"--deadline={text!r} must be positive")
+    return v
+
+
+@dataclass
+class Target:
+    epochs: float | None = None
+    loss: bool = False
+
+
+def candidates(max_workers: int, devices_per_node: int, max_groups: int = 64,
+               max_servers: int = 64, batches=BATCHES) -> dict[str, np.ndarray]:
+    """The search grid: every worker count up to ``max_workers`` for sync; for hybrid,
+    group counts that divide the workers; async with every server count; batches as given."""
+    w_all = np.arange(1, max_workers + 1)
+    cols = {k: [] for k in ("strategy", "workers", "groups", "servers", "batch")}
+
+    def add(code, w, g, s):
+        n = len(w)
+        for b in batches:
+            cols["strategy"].append(np.full(n, code))
+            cols["workers"].append(w)
+            cols["groups"].append(g)
+            cols["servers"].append(s)
+            cols["batch"].append(np.full(n, b))
+
+    add(0, w_all, np.ones_like(w_all), np.zeros_like(w_all))
+    servers = np.unique(np.round(np.geomspace(1, max_servers, 12)).astype(int))
+    for s in servers:
+        add(1, w_all, w_all, np.full_like(w_all, s))
+        for g in range(2, max_groups + 1):
+            w = w_all[w_all % g == 0]
+            add(2, w, np.full_like(w, g), np.full_like(w, s))
+    return {k: np.concatenate(v) for k, v in cols.items()}
+
+
+def search(s: dict, target: Target, max_nodes: int | None, deadline_s: float | None,
+           budget_node_hours: float | None, max_groups: int = 64, max_servers: int = 64
+           ) -> tuple[pd.DataFrame, dict]:
+    """Evaluate the grid; returns every feasible configuration (sorted by time) and facts for
+    explanations (how many were evaluated, the binding constraint if none is feasible)."""
+    c = s["cluster"]
+    d = c["devices_per_node"]
+    nodes_cap = min(max_nodes or c["nodes"], c["nodes"])
+    if max_nodes is not None and max_nodes < 1:
+        raise UserError(f"--max-nodes={max_nodes} is out of range (allowed >= 1)")
+    grid = candidates(max(nodes_cap * d - 1, 1), d, max_groups, max_servers)
+    inp = SC.to_inputs(s)
+    res = evaluate(inp, grid["strategy"], grid["workers"], grid["groups"], grid["servers"],
+                   grid["batch"])
+    if target.loss:
+        t = res["time_to_target_s"]
+        if np.isnan(t).all():
+            raise UserError("target loss needs [convergence] target_loss and s_min in the "
+                            "scenario (or use --epochs)")
+    else:
+        samples = s["workload"]["dataset_samples"]
+        if not samples:
+            raise UserError("--epochs needs workload.dataset_samples in the scenario")
+        t = target.epochs * samples / res["throughput_samples_per_s"]
+    nodes = np.ceil((grid["workers"] + grid["servers"]) / d)
+    df = pd.DataFrame({"strategy": np.array(STRATEGIES)[grid["strategy"]],
+                       "workers": grid["workers"], "groups": np.where(
+                           grid["strategy"] == 1, grid["workers"], grid["groups"]),
+                       "param_servers": grid["servers"], "batch_per_worker": grid["batch"],
+                       "nodes": nodes.astype(int), "time_s": t,
+                       "node_hours": nodes * t / 3600.0,
+                       "throughput_samples_per_s": res["throughput_samples_per_s"],
+                       "step_time_s": res["step_time_s"], "compute_s": res["compute_s"],
+                       "comm_s": res["comm_s"], "ps_s": res["ps_s"],
+                       "straggler_s": res["straggler_s"]})
+    facts = {"evaluated": len(df)}
+    ok = {"max-nodes": df.nodes <= nodes_cap,
+          "deadline": df.time_s <= deadline_s if deadline_s else np.ones(len(df), bool),
+          "budget-node-hours": (df.node_hours <= budget_node_hours if budget_node_hours
+                                else np.ones(len(df), bool))}
+    all_ok = ok["max-nodes"] & ok["deadline"] & ok["budget-node-hours"]
+    if not all_ok.any():
+        facts["binding"] = _binding(df, ok, deadline_s, budget_node_hours, nodes_cap)
+    return df[all_ok].sort_values("time_s").reset_index(drop=True), facts
+
+
+def _binding(df, ok, deadline_s, budget, nodes_cap) -> str:
+    """Name the constraint that makes the search infeasible, with the numbers."""
+    msgs = []
+    if deadline_s:
+        others = ok["max-nodes"] & ok["budget-node-hours"]
+        if others.any():
+            best = df[others].time_s.min()
+            msgs.append(f"--deadline binds: the fastest configuration within the other "
+                        f"constraints takes {_dur(best)}, over the deadline {_dur(deadline_s)}")
+    if budget:
+        others = ok["max-nodes"] & ok["deadline"]
+        if others.any():
+            cheapest = df[others].node_hours.min()
+            msgs.append(f"--budget-node-hours binds: the cheapest configuration within the "
+                        f"other constraints needs {cheapest:.4g} node-hours, over the budget "
+                        f"{budget:g}")
+    if not msgs:
+        msgs.append(f"the constraints together bind (deadline {_dur(deadline_s) if deadline_s else '-'}, "
+                    f"budget {budget or '-'} node-hours, at most {nodes_cap} nodes): no single "
+                    "one relaxed alone makes a configuration feasible")
+    return "; ".join(msgs)
+
+
+def pareto(df: pd.DataFrame) -> pd.DataFrame:
+    """Configurations no other beats on both time and node-hours (df sorted by time)."""
+    if df.empty:
+        return df
+    best = np.minimum.accumulate(df.node_hours.to_numpy())
+    keep = np.r_[True, df.node_hours.to_numpy()[1:] < best[:-1]]
+    return df[keep].reset_index(drop=True)
+
+
+def recommend(feasible: pd.DataFrame, deadline_s: float | None) -> pd.Series:
+    if deadline_s:
+        return feasible.sort_values(["node_hours", "time_s"]).iloc[0]
+    return feasible.iloc[0]
+
+
+def why_not(feasible: pd.DataFrame, chosen: pd.Series) -> list[str]:
+    """One line per other strategy: its best configuration and what holds it back."""
+    out = []
+    for strat in STRATEGIES:
+        sub = feasible[feasible.strategy == strat]
+        if strat == chosen.strategy and sub.iloc[0].name == chosen.name:
+            sub = sub.iloc[1:]
+            if sub.empty:
+                continue
+        if sub.empty:
+            out.append(f"{strat}: no feasible configuration")
+            continue
+        r = sub.iloc[0]
+        shares = {"communication": r.comm_s, "parameter servers": r.ps_s,
+                  "straggler wait": r.straggler_s}
+        name, v = max(shares.items(), key=lambda kv: kv[1])
+        out.append(f"{strat} ({_cfg(r)}): {_dur(r.time_s)}, {r.node_hours:.4g} node-hours; "
+                   f"{name} is {100 * v / r.step_time_s:.0f}% of the step")
+    return out
+
+
+def _cfg(r) -> str:
+    return (f"{r.workers} workers, {r.groups} group(s), {r.param_servers} server(s), "
+            f"batch {r.batch_per_worker}")
+
+
+def _dur(s: float | None) -> str:
+    if s is None or not math.isfinite(s):
+        return "-"
+    for unit, f in (("d", 86400), ("h", 3600), ("min", 60)):
+        if s >= f:
+            return f"{s / f:.3g} {unit}"
+    return f"{s:.3g} s"
+
+
+def chosen_prediction(s: dict, r: pd.Series) -> dict:
+    """The full prediction (breakdown and intervals) of one configuration."""
+    import copy
+
+    s2 = copy.deepcopy(s)
+    t = s2["training"]
+    t.update(strategy=r.strategy, workers=int(r.workers), groups=int(
+        1 if r.strategy == "sync" else (r.workers if r.strategy == "async" else r.groups)),
+        param_servers=int(r.param_servers), batch_per_worker=int(r.batch_per_worker),
+        global_batch=None)
+    return predict(s2)
+
+
+def slurm_script(r: pd.Series, s: dict, command: str | None, threads_per_rank: int) -> str:
+    """An sbatch script running the harness (or the user's command) with configuration r."""
+    d = s["cluster"]["devices_per_node"]
+    ranks = int(r.workers + r.param_servers)
+    lines = ["#!/bin/bash",
+             f"#SBATCH --job-name=perfmodel-plan-{r.strategy}",
+             f"#SBATCH --nodes={int(r.nodes)}",
+             f"#SBATCH --ntasks={ranks}",
+             f"#SBATCH --ntasks-per-node={d}",
+             f"#SBATCH --cpus-per-task={threads_per_rank}",
+             f"#SBATCH --time={max(1, math.ceil(r.time_s / 60 * 1.2))}",
+             f"# perfmodel plan: {r.strategy}, {_cfg(r)}; predicted {_dur(r.time_s)}, "
+             f"{r.node_hours:.4g} node-hours",
+             "set -euo pipefail",
+             f"export PERFMODEL_STRATEGY={r.strategy} PERFMODEL_GROUPS={int(r.groups)} "
+             f"PERFMODEL_PARAM_SERVERS={int(r.param_servers)} "
+             f"PERFMODEL_BATCH_PER_WORKER={int(r.batch_per_worker)}",
+             "export NUMBA_NUM_THREADS=${SLURM_CPUS_PER_TASK}", ""]
+    if command:
+        lines.append(f"srun -n {ranks} --cpu-bind=cores {command}")
+    else:
+        w = s["workload"]
+        lines.append(f"srun -n {ranks} --cpu-bind=cores python -m mpi4py -m perfmodel.harness "
+                     f"--strategy {r.strategy} --net {w['net'] or 'hep'} "
+                     f"--groups {int(r.groups) if r.strategy == 'hybrid' else 1} "
+                     f"--param-servers {int(r.param_servers)} --batch {int(r.batch_per_worker)}"
+                     " --threads ${SLURM_CPUS_PER_TASK} --data ${PERFMODEL_DATA:?set the data "
+                     "folder} --steps ${PERFMODEL_STEPS:-1000} --output results/plan-run.csv")
+    return "\n".join(lines) + "\n"
+
+
+def kendall_tau(a, b) -> float:
+    """Kendall's tau-a of two rankings (ties count as neither concordant nor discordant)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    n = len(a)
+    if n < 2:
+        return float("nan")
+    s = 0.0
+    for i in range(n):
+        s += np.sum(np.sign(a[i] - a[i + 1:]) * np.sign(b[i] - b[i + 1:]))
+    return float(s / (n * (n - 1) / 2))

@@ -1,0 +1,86 @@
+"""perfmodel plan: search, Pareto front, constraints, explanations, Slurm; Kendall tau."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from perfmodel import plan as PL
+from perfmodel import scenario as SC
+from perfmodel.cli import main
+
+
+def test_kendall_tau():
+    assert PL.kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
+    assert PL.kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+    assert PL.kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)
+
+
+def test_pareto_front_keeps_only_undominated():
+    df = pd.DataFrame({"time_s": [1, 2, 3, 4], "node_hours": [10, 12, 5, 6]})
+    front = PL.pareto(df)
+    assert front.time_s.tolist() == [1, 3]
+
+
+def test_duration_parsing():
+    assert PL.parse_duration("90") == 90 and PL.parse_duration("2h") == 7200
+    assert PL.parse_duration("1.5d") == 129600
+    with pytest.raises(Exception, match="--deadline"):
+        PL.parse_duration("soon")
+
+
+def test_search_respects_constraints_and_finds_the_fastest():
+    s, _ = SC.load_for_plan("cori-knl-hep", ["cluster.nodes=64"])
+    df, facts = PL.search(s, PL.Target(epochs=1), 64, None, None, max_groups=8,
+                          max_servers=4)
+    assert facts["evaluated"] > 1000 and (df.nodes <= 64).all()
+    assert df.time_s.is_monotonic_increasing
+    best = df.iloc[0]
+    p = PL.chosen_prediction(s, best)
+    assert p["throughput_samples_per_s"] == pytest.approx(best.throughput_samples_per_s)
+
+
+def test_plan_cli_json_and_slurm(tmp_path, capsys):
+    script = tmp_path / "job.sh"
+    front = tmp_path / "front.csv"
+    assert main(["plan", "cori-knl-hep", "--set", "cluster.nodes=128", "--epochs", "1",
+                 "--deadline", "2h", "--json", "--emit-slurm", str(script), "-o",
+                 str(front)]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["recommended"]["nodes"] <= 128 and d["recommended"]["time_s"] <= 7200
+    assert d["why_not"] and d["pareto"]
+    text = script.read_text()
+    assert "#SBATCH --nodes=" in text and "perfmodel.harness" in text
+    assert "--strategy " + d["recommended"]["strategy"] in text
+    assert len(pd.read_csv(front)) == len(d["pareto"])
+    assert main(["plan", "cori-knl-hep", "--set", "cluster.nodes=16", "--epochs", "1",
+                 "--emit-slurm", str(script), "--command", "python train.py"]) == 0
+    assert "srun -n" in script.read_text() and "python train.py" in script.read_text()
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--epochs", "1", "--deadline", "1s"], "--deadline binds"),
+    (["--epochs", "1", "--budget-node-hours", "0.0001"], "--budget-node-hours binds"),
+    (["--epochs", "1", "--target-loss"], "exactly one target"),
+    (["--target-loss"], "target loss needs [convergence]"),
+    (["--epochs", "-1"], "--epochs=-1.0"),
+    (["--epochs", "1", "--deadline", "soon"], "--deadline='soon'"),
+])
+def test_infeasible_or_bad_input_names_the_constraint(argv, match, capsys):
+    assert main(["plan", "cori-knl-hep", "--set", "cluster.nodes=32", *argv]) == 2
+    err = capsys.readouterr().err
+    assert match in err and "Traceback" not in err
+
+
+def test_today_presets_predict():
+    for name in ("cpu-epyc-hdr-hep", "perlmutter-gpu-hep"):
+        s, _ = SC.load(name)
+        from perfmodel.predict import predict
+
+        p = predict(s)
+        assert 0 < p["efficiency"] <= 1
+        lo, hi = p["interval"]["throughput_flops"]
+        assert lo < hi  # the assumed node rate is an interval
