@@ -86,8 +86,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     out = Path(args.out or ("reports/paper" if args.paper else "reports/latest"))
     if args.paper:
-        path = build(out, [], paper=True, title="Deep Learning at 15PF: the paper's figures "
-                     "beside the model's")
+        path = build(out, [], paper=True, plan=False,
+                     title="Deep Learning at 15PF: the paper's figures beside the model's")
     elif args.results:
         path = build(out, args.results)
     else:
@@ -241,6 +241,8 @@ def _build_parser() -> argparse.ArgumentParser:
     va.add_argument("--scale", required=True, nargs="+", help="perfmodel scale results "
                     "(with the --micro ping-pong)")
     va.add_argument("--output", "-o", default=None, help="also write the comparison rows")
+    va.add_argument("--target-loss", type=float, default=None,
+                    help="also report each run's measured time to this training loss")
     COMMANDS.update(node=(cmd_node, "node"), report=(cmd_report, "report"),
                     predict=(cmd_predict, "predict"), sweep=(cmd_sweep, "sweep"),
                     reproduce=(cmd_reproduce, "reproduce"), presets=(cmd_presets, "presets"),

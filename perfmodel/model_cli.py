@@ -150,6 +150,18 @@ def run_validate(args: argparse.Namespace) -> int:
         print(f"\nmedian |error| over {len(timed)} timed runs: sustained "
               f"{100 * np.median(np.abs(timed.error)):.1f}%, peak "
               f"{100 * np.median(np.abs(timed.peak_error)):.1f}%")
+    if args.target_loss is not None:
+        from .validate import time_to_target
+
+        tt = time_to_target(runs, args.target_loss)
+        print(f"\ntime to training loss {args.target_loss:g} (EMA), measured:")
+        print(table(["strategy", "workers", "groups", "straggler", "steps", "final loss",
+                     "steps to target", "time to target", "kind"],
+                    [[r.strategy, r.workers, r.groups, r.straggler or "-", r.steps,
+                      f"{r.final_loss:.3f}", r.steps_to_target if r.steps_to_target >= 0
+                      else "not reached",
+                      "-" if np.isnan(r.time_to_target_s) else f"{r.time_to_target_s:.2f} s",
+                      "functional" if r.functional else "timed"] for r in tt.itertuples()]))
     if args.output:
         ResultsWriter(args.output, append=True).add(error_rows(df, run_base(1)))
         print(f"comparison rows appended to {args.output}")

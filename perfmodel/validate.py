@@ -156,3 +156,26 @@ def error_rows(df: pd.DataFrame, base: dict) -> list[dict]:
         out.append(make_row(base, what="error", metric="rel_error", value=r.peak_error,
                             unit="1", implementation="model/harness", **kw))
     return out
+
+
+def time_to_target(runs: pd.DataFrame, target: float, alpha: float = 0.1) -> pd.DataFrame:
+    """Per harness run: wall-clock seconds until the training loss, smoothed (EMA with
+    ``alpha`` over each worker's iterations, averaged over workers at equal step), first
+    reaches ``target``; NaN when it never does."""
+    loss = runs[(runs.what == "loss") & (runs.step >= 0)]
+    out = []
+    for rid, g in loss.groupby("run_id"):
+        g = g.sort_values("step")
+        ema = g.groupby("rank")["value"].transform(lambda v: v.ewm(alpha=alpha).mean())
+        g = g.assign(ema=ema)
+        by_step = g.groupby("step").agg(ema=("ema", "mean"), elapsed=("elapsed_s", "max"))
+        hit = by_step[by_step.ema <= target]
+        first = g.iloc[0]
+        out.append(dict(strategy=first.strategy, workers=int(first.ranks - first.param_servers),
+                        groups=int(first.groups), param_servers=int(first.param_servers),
+                        straggler=first.straggler, functional=bool(first.functional),
+                        steps=int(by_step.index.max()) + 1,
+                        final_loss=float(by_step.ema.iloc[-1]),
+                        time_to_target_s=float(hit.elapsed.iloc[0]) if len(hit) else np.nan,
+                        steps_to_target=int(hit.index[0]) if len(hit) else -1))
+    return pd.DataFrame(out)

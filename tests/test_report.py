@@ -40,7 +40,7 @@ def node_results(tmp_path_factory):
 @pytest.fixture(scope="module")
 def partial_report(node_results, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    build(out, [node_results], paper=False)
+    build(out, [node_results], paper=False, plan=True)
     return out
 
 
@@ -48,6 +48,7 @@ def test_partial_results_say_what_is_missing(partial_report):
     html = (partial_report / "index.html").read_text()
     assert "Partial report; missing" in html and "no perfmodel scale results" in html
     assert (partial_report / "node_layers.png").exists()
+    assert (partial_report / "plan_pareto.png").exists() and "Planning a cluster run" in html
     assert "Missing: no perfmodel scale results" in (partial_report / "summary.md").read_text()
     assert "http://" not in html and "https://" not in html  # nothing from the network
 

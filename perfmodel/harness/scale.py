@@ -58,7 +58,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "e.g. exponential:0.05 (seconds)")
     p.add_argument("--threads", type=int, default=None, help="threads per rank (default "
                    "cores // ranks)")
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
+    p.add_argument("--momentum", type=float, default=0.9, help="explicit SGD momentum "
+                   "(default 0.9; asynchrony adds implicit momentum: lower it for many groups)")
     p.add_argument("--data", default=None, help="HDF5 shards (default data/NET-SIZE, made "
                    "if missing)")
     p.add_argument("--samples", type=int, default=1024, help="samples to generate when the "
@@ -96,6 +98,8 @@ def plan(args: argparse.Namespace, cores: int) -> tuple[list[tuple[int, HarnessC
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')}={getattr(args, name)} is out of "
                             "range (allowed >= 1)")
+    if not 0 <= args.momentum < 1:
+        raise UserError(f"--momentum={args.momentum} is out of range (allowed 0 <= m < 1)")
     if args.global_batch is not None and args.global_batch < 1:
         raise UserError(f"--global-batch={args.global_batch} is out of range (allowed >= 1)")
     if args.threads is not None and not 1 <= args.threads <= cores:
@@ -128,6 +132,7 @@ def plan(args: argparse.Namespace, cores: int) -> tuple[list[tuple[int, HarnessC
                     strategy=strat, net=args.net, image_size=args.image_size, data=data,
                     batch=b, steps=args.steps, warmup=args.warmup,
                     groups=1 if strat != "hybrid" else g, param_servers=s, lr=args.lr,
+                    momentum=args.momentum,
                     straggler=straggler, threads=threads, filters=args.filters,
                     functional=ranks * threads > cores, watchdog_s=args.timeout_s)
                 validate(cfg, ranks, cores)

@@ -248,7 +248,9 @@ def _work(cfg, comm, wcomm, gcomm, net, blobs: Blobs, shards, group: int, per_gr
             compute = MPI.Wtime() - t0
             delay = cfg.straggler.sample(rng)
             if delay:
+                t_s = MPI.Wtime()
                 time.sleep(delay)
+                delay = MPI.Wtime() - t_s  # what the rank actually lost, oversleep included
             t0 = MPI.Wtime()
             ps = 0.0
             if n_ps == 0:

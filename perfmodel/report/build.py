@@ -186,7 +186,16 @@ def harness_sections(df: pd.DataFrame, out: Path) -> list[Section]:
         eff = eff.assign(efficiency=eff.speedup / eff.workers)
         eff[["strategy", "workers", "groups", "straggler", "functional", "speedup",
              "efficiency"]].to_csv(out / "speedup.csv", index=False)
-        secs.append(Section("Scaling: measured and predicted", text=text, figures=[f1],
+        e = eff[eff.straggler == ""].assign(kind=np.where(eff[eff.straggler == ""].functional,
+                                                          "functional", "timed"))
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for ax, col in zip(axes, ("speedup", "efficiency")):
+            sns.lineplot(data=e, x="workers", y=col, hue="strategy", style="kind",
+                         markers=True, errorbar=None, ax=ax)
+            ax.set(title=f"weak scaling {col} (batch per worker fixed; over 1 worker)")
+        axes[0].plot([1, e.workers.max()], [1, e.workers.max()], "k:", lw=1)
+        f_eff = _save(fig, out, "speedup.png")
+        secs.append(Section("Scaling: measured and predicted", text=text, figures=[f1, f_eff],
                             tables=["scaling.csv", "speedup.csv"]))
     else:
         secs.append(Section("Scaling: measured and predicted", text=text, figures=[f1],
@@ -246,6 +255,40 @@ def harness_sections(df: pd.DataFrame, out: Path) -> list[Section]:
                             text="median |error| over timed runs: " + ", ".join(
                                 f"{k} {v:.1f}%" for k, v in med.items())))
     return secs
+
+
+def plan_section(out: Path, preset: str = "cori-knl-hep", epochs: float = 10,
+                 deadline_s: float = 1800.0) -> Section:
+    """The planner on a preset: Pareto front of time vs node-hours and the recommendation."""
+    from .. import plan as PL
+    from .. import scenario as SC
+
+    plt, sns = _plt()
+    s, _ = SC.load_for_plan(preset)
+    feasible, facts = PL.search(s, PL.Target(epochs=epochs), None, deadline_s, None)
+    if feasible.empty:
+        return Section("Planning", missing=f"no feasible plan: {facts.get('binding')}")
+    front = PL.pareto(feasible)
+    chosen = PL.recommend(feasible, deadline_s)
+    front.to_csv(out / "plan_pareto.csv", index=False)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sample = feasible.sample(min(len(feasible), 20000), random_state=0)
+    sns.scatterplot(data=sample, x="time_s", y="node_hours", hue="strategy", s=6,
+                    alpha=0.3, linewidth=0, ax=ax)
+    ax.plot(front.time_s, front.node_hours, "k-", lw=1.5, label="Pareto front")
+    ax.scatter([chosen.time_s], [chosen.node_hours], marker="*", s=200, color="red",
+               label="recommended", zorder=5)
+    ax.axvline(deadline_s, color="grey", ls="--", lw=1)
+    ax.set(xscale="log", yscale="log", xlabel="time to solution (s)", ylabel="node-hours",
+           title=f"plan: {preset}, {epochs:g} epochs, deadline {deadline_s / 60:g} min")
+    ax.legend(fontsize=8)
+    f = _save(fig, out, "plan_pareto.png")
+    why = "; ".join(PL.why_not(feasible, chosen))
+    return Section("Planning a cluster run", figures=[f], tables=["plan_pareto.csv"],
+                   text=f"{facts['evaluated']} configurations searched. Recommended (fewest "
+                        f"node-hours within the deadline): {chosen.strategy}, "
+                        f"{PL._cfg(chosen)} on {chosen.nodes} nodes, {PL._dur(chosen.time_s)},"
+                        f" {chosen.node_hours:.4g} node-hours. Why the others lose: {why}.")
 
 
 def paper_sections(out: Path) -> list[Section]:
@@ -349,7 +392,7 @@ def write_summary(out: Path, title: str, sections: list[Section]) -> Path:
 
 
 def build(out: str | Path, results: list[str | Path], paper: bool = True,
-          title: str = "perfmodel report") -> Path:
+          title: str = "perfmodel report", plan: bool = True) -> Path:
     """The report folder ``out`` from ``results`` files (and the model's paper figures)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -362,6 +405,8 @@ def build(out: str | Path, results: list[str | Path], paper: bool = True,
         sections += harness_sections(df, out)
     if paper:
         sections += paper_sections(out)
+    if plan:
+        sections.append(plan_section(out))
     write_summary(out, title, sections)
     return write_html(out, title, sections, intro="Measured next to predicted. "
                       "Every figure comes from the results files listed in summary.md's "

@@ -16,25 +16,26 @@ SCALE_NET = ["--filters", "16", "--image-size", "32"]
 def default_pipeline(out: Path, progress: bool = True, full: bool = False) -> Path:
     from ..cli import main
 
-    out.mkdir(parents=True, exist_ok=True)
-    for f in out.glob("*.csv"):
+    res = out / "results"  # the measurements; the report's own tables sit beside it
+    res.mkdir(parents=True, exist_ok=True)
+    for f in list(res.glob("*.csv")) + list(out.glob("*.csv")) + list(out.glob("*.png")):
         f.unlink()  # a fresh run: old results would mix with new ones
     quiet = ["--no-progress"]
     steps = [
-        ("node (quick)", ["node", *([] if full else ["--quick"]), "-o", str(out / "node.csv"),
+        ("node (quick)", ["node", *([] if full else ["--quick"]), "-o", str(res / "node.csv"),
                           *quiet]),
         ("node profile, 1 thread", ["node", "--net", "hep", *SCALE_NET, "--threads", "1",
-                                    "--sweep", "2,4,8", "--repeats", "5",
-                                    "-o", str(out / "node-f16-t1.csv"), *quiet]),
+                                    "--sweep", "2,4,8", "--repeats", "10",
+                                    "-o", str(res / "node-f16-t1.csv"), *quiet]),
         ("node profile, 2 threads", ["node", "--net", "hep", *SCALE_NET, "--threads", "2",
-                                     "--sweep", "2,4,8", "--repeats", "5",
-                                     "-o", str(out / "node-f16-t2.csv"), *quiet]),
+                                     "--sweep", "2,4,8", "--repeats", "10",
+                                     "-o", str(res / "node-f16-t2.csv"), *quiet]),
         ("scaling sweep", ["scale", "--micro", "--strategies", "sync,async,hybrid",
                            "--workers", "1,2", "--groups", "1,2", *SCALE_NET, "--batch", "8",
-                           "--steps", "20", "-o", str(out / "scale.csv"), *quiet]),
-        ("straggler sweep", ["scale", "--strategies", "sync,hybrid", "--workers", "2",
-                             "--groups", "1,2", *SCALE_NET, "--batch", "8", "--steps", "20",
-                             "--straggler", "exponential:0.02", "-o", str(out / "scale.csv"),
+                           "--steps", "30", "-o", str(res / "scale.csv"), *quiet]),
+        ("straggler sweep", ["scale", "--strategies", "sync,async,hybrid", "--workers", "1,2",
+                             "--groups", "1,2", *SCALE_NET, "--batch", "8", "--steps", "30",
+                             "--straggler", "exponential:0.02", "-o", str(res / "scale.csv"),
                              *quiet]),
     ]
     bar = ProgressBar(len(steps) + 2, "report", enabled=None if progress else False)
@@ -44,12 +45,12 @@ def default_pipeline(out: Path, progress: bool = True, full: bool = False) -> Pa
             print(f"perfmodel report: step '{label}' failed (exit {rc}); building the report "
                   "from what was measured", file=sys.stderr)
         bar(label)
-    nodes = [str(p) for p in sorted(out.glob("node-f16-*.csv"))]
-    if nodes and (out / "scale.csv").exists():
-        main(["validate", "--node", *nodes, "--scale", str(out / "scale.csv"), "-o",
-              str(out / "errors.csv")])
+    nodes = [str(p) for p in sorted(res.glob("node-f16-*.csv"))]
+    if nodes and (res / "scale.csv").exists():
+        main(["validate", "--node", *nodes, "--scale", str(res / "scale.csv"), "-o",
+              str(res / "errors.csv")])
     bar("validate")
-    results = [str(p) for p in sorted(out.glob("*.csv")) if _is_results(p)]
+    results = [str(p) for p in sorted(res.glob("*.csv")) if _is_results(p)]
     path = build(out, results)
     bar("report")
     return path
