@@ -130,12 +130,12 @@ def run_validate(args: argparse.Namespace) -> int:
           f"{link.bandwidth_Bps / 1e9:.2f} GB/s; node profiles from {', '.join(args.node)}")
     pct = lambda e: "-" if np.isnan(e) else f"{100 * e:+.1f}%"  # noqa: E731
     rows = [[r.strategy, r.workers, r.groups, r.param_servers, r.threads, r.batch,
-             r.straggler or "-", f"{r.measured:.1f}", f"{r.predicted:.1f}", pct(r.error),
+             r.straggler or "-", r.repeats, f"{r.measured:.1f}", f"{r.predicted:.1f}", pct(r.error),
              f"{r.measured_peak:.1f}", f"{r.predicted_peak:.1f}", pct(r.peak_error),
              "functional" if r.functional else (r.note or "timed")]
             for r in df.itertuples()]
     print(table(["strategy", "workers", "groups", "servers", "thr", "batch", "straggler",
-                 "sust. meas", "sust. pred", "error", "peak meas", "peak pred", "error",
+                 "runs", "sust. meas", "sust. pred", "error", "peak meas", "peak pred", "error",
                  "kind"], rows))
     from .plan import kendall_tau
 

@@ -3,7 +3,8 @@
 Nothing here is fitted to the harness runs. The model's inputs are other measurements:
 
 * the node's rate vs local batch from ``perfmodel node`` (same net, image size and threads
-  per rank as the run; samples/s, so that t_compute is exactly the measured step time);
+  per rank as the run; samples/s, so that t_compute is exactly the measured step time, less
+  the SGD update's measured time when a parameter server applies the update);
 * alpha and bandwidth fitted on the ping-pong of ``perfmodel.harness.micro`` (fitted on the
   ping-pong, not on the runs), and the triad bandwidth for the servers' updates;
 * the injected straggler delay, which the run states (exponential or constant).
@@ -41,16 +42,23 @@ def _net(subject: str, image_size: int):
     return kernels.NETS[subject](image_size=image_size)
 
 
-def node_rates(node: pd.DataFrame, best: bool = False
+def node_rates(node: pd.DataFrame, best: bool = False, without_update: bool = False
                ) -> dict[tuple[str, int, int], NodeRate]:
     """(subject, image_size, threads) -> samples/s vs batch from the *mean* step time (the
     harness's sustained rate is a mean over its run too) or, with ``best``, the fastest step
-    (for peak rates); FLOP/s are filled in later."""
+    (for peak rates); ``without_update``: less the SGD update's time, for workers whose
+    update a parameter server applies. FLOP/s are filled in later."""
     steps = node[(node.what == "step") & (node.metric == "time") & (node.stat == "mean")
                  & (node.implementation == "numba")]
+    upd = node[(node.what == "layer") & (node.layer == "update") & (node.metric == "time")
+               & (node.implementation == "numba")]
     out = {}
     for (subj, size, thr), g in steps.groupby(["subject", "image_size", "threads"]):
         g = g.groupby("batch")["min" if best else "value"].median()
+        if without_update:
+            u = upd[(upd.subject == subj) & (upd.image_size == size) & (upd.threads == thr)]
+            u = u.groupby("batch")["value"].median().reindex(g.index).fillna(0.0)
+            g = g - u
         g = g.index.to_series() / g  # samples/s
         out[(subj, int(size), int(thr))] = NodeRate(
             ref_flops=float(g.iloc[-1]), ref_batch=float(g.index[-1]),
@@ -83,19 +91,24 @@ def _straggler(spec: str) -> tuple[str, float, float] | None:
 
 def compare(runs: pd.DataFrame, node: pd.DataFrame, link: Link) -> pd.DataFrame:
     """One row per harness run: configuration, measured and predicted samples/s, error."""
-    rates, best_rates = node_rates(node), node_rates(node, best=True)
+    rates = {ps: (node_rates(node, without_update=ps),
+                  node_rates(node, best=True, without_update=ps)) for ps in (False, True)}
     triad = node[node.what == "bandwidth"]["value"]
     apply_bw = float(triad.median()) if len(triad) else 0.0
-    meas = runs[(runs.what == "run") & (runs.metric == "sample_rate")
-                & (runs.stat == "sustained")]
-    peaks = runs[(runs.what == "run") & (runs.metric == "sample_rate")
-                 & (runs.stat == "peak")].set_index("run_id")["value"]
+    keys = ["strategy", "ranks", "groups", "param_servers", "threads", "batch", "subject",
+            "image_size", "straggler", "functional"]
+    rate_rows = runs[(runs.what == "run") & (runs.metric == "sample_rate")]
+    # repeated runs of one configuration (rounds spread over time) count once, at the median
+    agg = rate_rows.groupby(keys + ["stat"], as_index=False).agg(
+        value=("value", "median"), run_id=("run_id", "first"), repeats=("run_id", "count"))
+    meas = agg[agg.stat == "sustained"]
+    peaks = agg[agg.stat == "peak"].set_index("run_id")["value"]
     rows = []
     for _, r in meas.iterrows():
         key = (r.subject, int(r.image_size), int(r.threads))
         note = ""
         strag = _straggler(r.straggler)
-        if key not in rates:
+        if key not in rates[False][0]:
             note = f"no node profile for {key}"
         elif strag is None:
             note = f"straggler {r.straggler} not modelled"
@@ -107,7 +120,8 @@ def compare(runs: pd.DataFrame, node: pd.DataFrame, link: Link) -> pd.DataFrame:
                               for _, w, _ in l.params()])
             dist, scale, mean = strag
             workers = int(r.ranks) - int(r.param_servers)
-            for prof, key_out in ((rates[key], "throughput_samples_per_s"),
+            mean_rates, best_rates = rates[int(r.param_servers) > 0]
+            for prof, key_out in ((mean_rates[key], "throughput_samples_per_s"),
                                   (best_rates[key], "peak")):
                 rate = NodeRate(ref_flops=prof.ref_flops * flop, ref_batch=prof.ref_batch,
                                 batches=prof.batches, flops=prof.flops * flop)
@@ -123,7 +137,8 @@ def compare(runs: pd.DataFrame, node: pd.DataFrame, link: Link) -> pd.DataFrame:
                     pred_peak = float(res["peak_throughput_flops"]) / flop
                 else:
                     pred = float(res["throughput_samples_per_s"])
-        rows.append(dict(run_id=r.run_id, strategy=r.strategy, ranks=int(r.ranks),
+        rows.append(dict(run_id=r.run_id, repeats=int(r.repeats), strategy=r.strategy,
+                         ranks=int(r.ranks),
                          workers=int(r.ranks) - int(r.param_servers), groups=int(r.groups),
                          param_servers=int(r.param_servers), threads=int(r.threads),
                          batch=int(r.batch), subject=r.subject, image_size=int(r.image_size),
