@@ -25,7 +25,7 @@ def _validate(args: argparse.Namespace) -> None:
         args.threads = min(cores, kernels.max_threads())
     if args.threads > cores:
         raise UserError(f"--threads={args.threads} exceeds the {cores} cores available; a "
-                        "timed run must not oversubscribe (allowed 1..{})".format(cores))
+                        f"timed run must not oversubscribe (allowed 1..{cores})")
     if args.threads > kernels.max_threads():
         raise UserError(f"--threads={args.threads} exceeds NUMBA_NUM_THREADS="
                         f"{kernels.max_threads()} (allowed 1..{kernels.max_threads()})")
@@ -40,8 +40,9 @@ def _validate(args: argparse.Namespace) -> None:
     try:
         N.build_net(args.net, args.image_size, filters=args.filters)
     except ValueError as e:
-        raise UserError(f"--image-size={args.image_size} / --filters={args.filters}: {e}"
-                        ) from None
+        field = ("--filters", args.filters) if "filters" in str(e) else ("--image-size",
+                                                                          args.image_size)
+        raise UserError(f"{field[0]}={field[1]}: {e}") from None
 
 
 def _pin(threads: int) -> None:

@@ -84,7 +84,7 @@ def _chromium() -> str | None:
 def test_report_opens_in_a_headless_browser(partial_report):
     browser = _chromium()
     if browser is None:
-        pytest.skip("Debian's chromium is not installed and could not be installed here")
+        pytest.skip(reason="Debian's chromium is not installed and could not be installed here")
     r = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
                         "--disable-background-networking", "--disable-component-update",
                         "--disable-sync", "--no-first-run", "--disable-quic",
