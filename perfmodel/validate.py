@@ -179,7 +179,7 @@ def time_to_target(runs: pd.DataFrame, target: float, alpha: float = 0.1) -> pd.
     reaches ``target``; NaN when it never does."""
     loss = runs[(runs.what == "loss") & (runs.step >= 0)]
     out = []
-    for rid, g in loss.groupby("run_id"):
+    for _, g in loss.groupby("run_id"):
         g = g.sort_values("step")
         ema = g.groupby("rank")["value"].transform(lambda v: v.ewm(alpha=alpha).mean())
         g = g.assign(ema=ema)

@@ -272,7 +272,7 @@ def _work(cfg, comm, wcomm, gcomm, net, blobs: Blobs, shards, group: int, per_gr
                     t2 = MPI.Wtime()
                     scale = np.float32(1.0 / per_group)
                     reqs = []
-                    for s, ix in enumerate(shards):
+                    for s in range(n_ps):
                         reqs.append(comm.Irecv([recvb[s], MPI.FLOAT], source=servers[s],
                                                tag=TAG_WEIGHTS))
                     for s, ix in enumerate(shards):

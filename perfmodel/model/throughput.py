@@ -36,8 +36,6 @@ updates per step time, so time to target = S T / G.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
-
 import numpy as np
 
 from . import collectives, stragglers
@@ -195,5 +193,3 @@ def evaluate(inp: Inputs, strategy, workers, groups, servers, batch) -> dict[str
         out["time_to_target_s"] = np.full(t.shape, np.nan)
     return out
 
-
-Evaluator = Callable[..., dict]

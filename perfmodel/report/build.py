@@ -79,9 +79,7 @@ def node_sections(df: pd.DataFrame, out: Path) -> list[Section]:
         return [Section("Node: per-layer FLOP rates and roofline",
                         missing="no perfmodel node results (per-layer rows)")]
     run = _latest(layers)
-    rid = run.run_id.iloc[0]
     batch = int(run.batch.iloc[0])
-    runs = node[node.run_id == rid]
     peaks = node[node.what == "peak"].groupby("subject")["value"].max()
     triad = node[node.what == "bandwidth"]["value"].max()
     peak = float(peaks.max()) if len(peaks) else np.nan  # the larger of FMA loop and sgemm
