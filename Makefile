@@ -43,3 +43,12 @@ validate: $(STAMP)
 	  $(PM) scale --strategies sync,async --workers 1,2 --filters 128 --image-size 16 --batch 2 --steps 40 -o $(VAL)/scale.csv --no-progress || exit 1; \
 	done
 	$(PM) validate --node $(VAL)/node-*.csv --scale $(VAL)/scale.csv -o $(VAL)/errors.csv
+
+# The measurements behind the `localhost` preset (perfmodel predict localhost), ~40 s.
+.PHONY: localhost
+localhost: $(STAMP)
+	mkdir -p results/localhost
+	$(PM) node --net hep --image-size 32 --filters 16 --threads 1 --sweep 1,2,4,8,16 --repeats 10 -o results/localhost/node.csv --no-progress > /dev/null
+	rm -f results/localhost/micro.csv
+	$(VENV)/bin/mpiexec -n 2 $(PY) -m mpi4py -m perfmodel.harness.micro --output results/localhost/micro.csv
+	$(PM) predict localhost

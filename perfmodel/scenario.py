@@ -42,9 +42,10 @@ REQ = object()  # marks a required key
 SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     "cluster": {
         "name": ("str", ""), "nodes": ("int", REQ), "devices_per_node": ("int", 1),
-        "node_peak_flops": ("num", REQ), "node_flops": ("num", None),
+        "node_peak_flops": ("num", None), "node_flops": ("num", None),
         "node_profile": ("str", None), "node_batch": ("int", 8), "node_half_batch": ("num", 0.0),
-        "link_latency_s": ("num", REQ), "link_bandwidth_Bps": ("num", REQ),
+        "link_latency_s": ("num", None), "link_bandwidth_Bps": ("num", None),
+        "link_profile": ("str", None),
         "intra_latency_s": ("num", None), "intra_bandwidth_Bps": ("num", None),
         "allreduce": ("str", "auto"), "messages": ("str", "fused"), "overlap": ("bool", False),
         "reduce_bandwidth_Bps": ("num", 0.0), "ps_apply_bandwidth_Bps": ("num", 0.0),
@@ -52,7 +53,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     },
     "workload": {
         "net": ("str", None), "image_size": ("int", None), "image_width": ("int", None),
-        "params": ("int", None), "flop_per_sample": ("num", None),
+        "filters": ("int", None), "params": ("int", None), "flop_per_sample": ("num", None),
         "dataset_samples": ("int", 0),
     },
     "training": {
@@ -73,7 +74,7 @@ CHOICES = {("cluster", "allreduce"): collectives.ALGORITHMS,
 POSITIVE = {"nodes", "devices_per_node", "node_peak_flops", "node_flops", "node_batch",
             "link_bandwidth_Bps", "intra_bandwidth_Bps", "workers", "groups",
             "batch_per_worker", "global_batch", "params", "flop_per_sample", "image_size",
-            "image_width"}
+            "image_width", "filters"}
 
 
 @dataclass
@@ -168,6 +169,24 @@ def _check_consistency(s: dict, source: str) -> None:
     c, w, t = s["cluster"], s["workload"], s["training"]
     if (c["node_flops"] is None) == (c["node_profile"] is None):
         raise UserError(f"{source}: cluster needs exactly one of node_flops and node_profile")
+    if c["link_profile"] is not None:
+        if c["link_latency_s"] is not None or c["link_bandwidth_Bps"] is not None:
+            raise UserError(f"{source}: cluster takes link_profile or link_latency_s and "
+                            "link_bandwidth_Bps, not both")
+        c["link_latency_s"], c["link_bandwidth_Bps"] = _link_from_profile(c["link_profile"])
+    for k in ("link_latency_s", "link_bandwidth_Bps"):
+        if c[k] is None:
+            raise UserError(f"{source}: cluster.{k} is required (or cluster.link_profile)")
+    if c["node_peak_flops"] is None:
+        if c["node_profile"] is None:
+            raise UserError(f"{source}: cluster.node_peak_flops is required (or a "
+                            "node_profile that measured it)")
+        c["node_peak_flops"] = _peak_from_profile(c["node_profile"])
+    if w["filters"] is not None and w["net"] != "hep":
+        raise UserError(f"{source}: workload.filters applies to the HEP net only")
+    if w["filters"] is not None and w["filters"] > 4096:
+        raise UserError(f"{source}: workload.filters={w['filters']} is out of range (allowed "
+                        "1..4096: the ledger builds the net)")
     if c["devices_per_node"] > 1 and (c["intra_latency_s"] is None
                                       or c["intra_bandwidth_Bps"] is None):
         raise UserError(f"{source}: cluster.devices_per_node={c['devices_per_node']} needs "
@@ -272,13 +291,43 @@ def workload_ledger(w: dict) -> tuple[float, np.ndarray]:
     """(FLOP per sample of a training step, parameter blob sizes in bytes)."""
     if w["net"] is None:
         return float(w["flop_per_sample"].nominal), np.array([4.0 * w["params"]])
-    flop, blobs = _net_ledger(w["net"], w["image_size"], w["image_width"])
+    flop, blobs, _ = _net_ledger(w["net"], w["image_size"], w["image_width"], w["filters"])
     return flop, np.array(blobs)
 
 
+def _read_profile(field: str, path: str):
+    from .results import ResultsError, read_results
+
+    try:
+        return read_results(path)
+    except ResultsError as e:
+        raise UserError(f"cluster.{field}: {e} (measure it: make localhost)") from None
+
+
+def _link_from_profile(path: str) -> tuple[Interval, Interval]:
+    """Alpha and bandwidth from the Hockney fits of ``perfmodel.harness.micro`` runs: the
+    median as nominal, the range over runs as the interval."""
+    df = _read_profile("link_profile", path)
+    h = df[df.what == "hockney"]
+    lat, bw = h[h.metric == "latency"]["value"], h[h.metric == "bandwidth"]["value"]
+    if lat.empty or bw.empty:
+        raise UserError(f"cluster.link_profile: {path} holds no ping-pong fit (run "
+                        "perfmodel.harness.micro or perfmodel scale --micro)")
+    return (Interval(float(lat.median()), float(lat.min()), float(lat.max())),
+            Interval(float(bw.median()), float(bw.min()), float(bw.max())))
+
+
+def _peak_from_profile(path: str) -> Interval:
+    df = _read_profile("node_profile", path)
+    p = df[df.what == "peak"]["value"]
+    if p.empty:
+        raise UserError(f"cluster.node_profile: {path} holds no peak measurement")
+    return Interval(float(p.max()), float(p.max()), float(p.max()))
+
+
 @functools.lru_cache(maxsize=16)
-def _net_ledger(net: str, image_size: int | None, image_width: int | None
-                ) -> tuple[float, tuple[float, ...]]:
+def _net_ledger(net: str, image_size: int | None, image_width: int | None,
+                filters: int | None = None) -> tuple[float, tuple[float, ...], str]:
     import kernels
 
     size: Any = image_size
@@ -287,28 +336,33 @@ def _net_ledger(net: str, image_size: int | None, image_width: int | None
             raise UserError("workload.image_width: the HEP net takes square images "
                             f"(image_size={image_size}, image_width={image_width})")
         size = (image_size or 768, image_width) if net == "climate" else image_size
+    kw: dict[str, Any] = {} if size is None else {"image_size": size}
+    if filters is not None:
+        kw["filters"] = filters
     try:
-        model = kernels.NETS[net](**({} if size is None else {"image_size": size}))
+        model = kernels.NETS[net](**kw)
     except ValueError as e:
         raise UserError(f"workload.image_size: {e}") from None
     led = model.ledger(1)
     blobs = tuple(4.0 * wt.size for _, l in model.named_layers() for _, wt, _ in l.params())
-    return float(led.train_flop), blobs
+    return float(led.train_flop), blobs, str(getattr(model, "name", net))
 
 
-def _node_rate(c: dict, flops: float) -> NodeRate:
+def _node_rate(c: dict, flops: float, w: dict | None = None) -> NodeRate:
     if c["node_profile"] is not None:
-        from .results import ResultsError, read_results
-
-        try:
-            df = read_results(c["node_profile"])
-        except ResultsError as e:
-            raise UserError(f"cluster.node_profile: {e}") from None
-        steps = df[(df.what == "step") & (df.metric == "flop_rate")
-                   & (df.implementation == "numba")].groupby("batch")["value"].max()
+        df = _read_profile("node_profile", c["node_profile"])
+        rows = df[(df.what == "step") & (df.metric == "flop_rate")
+                  & (df.implementation == "numba")]
+        if w is not None and w["net"] is not None:  # the profile of this workload's net
+            _, _, name = _net_ledger(w["net"], w["image_size"], w["image_width"],
+                                     w["filters"])
+            rows = rows[rows.subject == name]
+            if w["image_size"] is not None:
+                rows = rows[rows.image_size == w["image_size"]]
+        steps = rows.groupby("batch")["value"].median()
         if len(steps) < 1:
             raise UserError(f"cluster.node_profile: {c['node_profile']} holds no step rates "
-                            "(run perfmodel node)")
+                            "of this workload's net and size (run perfmodel node)")
         b = steps.index.to_numpy(float)
         ref = c["node_batch"] if c["node_batch"] in steps.index else b[-1]
         return NodeRate(ref_flops=float(steps.loc[ref]), ref_batch=float(ref), batches=b,
@@ -352,7 +406,7 @@ def to_inputs(s: dict, values: dict[tuple[str, str], float] | None = None) -> In
         x = s[sec][key]
         return x.nominal if isinstance(x, Interval) else x
 
-    rate = _node_rate(c, get("cluster", "node_flops") or 0.0)
+    rate = _node_rate(c, get("cluster", "node_flops") or 0.0, s["workload"])
     if c["node_profile"] is None:
         rate.half_batch = get("cluster", "node_half_batch")
     return Inputs(

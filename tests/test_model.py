@@ -166,6 +166,8 @@ def test_node_rate_curve_interpolates_in_log_batch():
 
 def test_presets_load_and_predict():
     for name in SC.preset_names():
+        if name == "localhost":  # built from this machine's measurements: tested below
+            continue
         s, _ = SC.load(name)
         p = predict(s)
         for key in ("throughput_samples_per_s", "throughput_flops", "peak_throughput_flops",
@@ -286,3 +288,31 @@ def test_fuzzed_scenarios_never_raise_a_traceback():
         except UserError:
             pass
     assert ok > 50  # the fuzzer does reach the model, not only the validator
+
+
+def test_localhost_preset_needs_and_uses_measurements(tmp_path):
+    from perfmodel.provenance import run_base
+    from perfmodel.results import ResultsWriter, make_row
+
+    missing = tmp_path / "none.csv"
+    with pytest.raises(UserError, match="make localhost"):
+        SC.load("localhost", [f'cluster.node_profile="{missing}"'])
+    node = tmp_path / "node.csv"
+    assert main(["node", "--image-size", "32", "--filters", "16", "--sweep", "1,2",
+                 "--repeats", "1", "--threads", "1", "-o", str(node), "--no-progress"]) == 0
+    micro = tmp_path / "micro.csv"
+    base = run_base(1)
+    ResultsWriter(micro).add([
+        make_row(base, what="hockney", subject="p2p", metric=m, value=v, unit=u, stat="fit")
+        for m, v, u in (("latency", 3e-6, "s"), ("bandwidth", 5e9, "B/s"))])
+    s, _ = SC.load("localhost", [f'cluster.node_profile="{node}"',
+                                 f'cluster.link_profile="{micro}"', "training.workers=1"])
+    assert s["cluster"]["link_bandwidth_Bps"].nominal == 5e9
+    p = predict(s)
+    from perfmodel.results import read_results
+
+    df = read_results(node)
+    measured = df[(df.what == "step") & (df.metric == "flop_rate") & (df.batch == 8)]
+    rate = measured["value"].median()
+    # one worker: the measured node rate (FLOP per sample differs only by the update's FLOPs)
+    assert p["throughput_flops"] == pytest.approx(rate, rel=0.01)
