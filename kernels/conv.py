@@ -58,27 +58,27 @@ def im2col(x, kh, kw, sh, sw, ph, pw, ho, wo, cols):  # pragma: no cover - JIT
 
 @njit(parallel=True, cache=True, fastmath=False)
 def col2im(cols, kh, kw, sh, sw, ph, pw, ho, wo, x):  # pragma: no cover - JIT
-    """The adjoint of :func:`im2col`: x[c, ih, iw] = sum of the columns that read it.
-
-    ``x`` is overwritten. Parallel over channels, so no two threads write one element.
-    """
-    c_in, h, w = x.shape
+    """The adjoint of :func:`im2col` for a batch: x[b, c, ih, iw] = sum of the columns of
+    image b that read it. ``x`` (B, C, H, W) is overwritten. Parallel over channels, so no two
+    threads write one element."""
+    nb, c_in, h, w = x.shape
     for c in prange(c_in):
-        for ih in range(h):
-            for iw in range(w):
-                x[c, ih, iw] = 0.0
-        for i in range(kh):
-            for j in range(kw):
-                r = (c * kh + i) * kw + j
-                for oh in range(ho):
-                    ih = oh * sh - ph + i
-                    if ih < 0 or ih >= h:
-                        continue
-                    base = oh * wo
-                    for ow in range(wo):
-                        iw = ow * sw - pw + j
-                        if iw >= 0 and iw < w:
-                            x[c, ih, iw] += cols[r, base + ow]
+        for b in range(nb):
+            for ih in range(h):
+                for iw in range(w):
+                    x[b, c, ih, iw] = 0.0
+            for i in range(kh):
+                for j in range(kw):
+                    r = (c * kh + i) * kw + j
+                    for oh in range(ho):
+                        ih = oh * sh - ph + i
+                        if ih < 0 or ih >= h:
+                            continue
+                        base = (b * ho + oh) * wo
+                        for ow in range(wo):
+                            iw = ow * sw - pw + j
+                            if iw >= 0 and iw < w:
+                                x[b, c, ih, iw] += cols[r, base + ow]
 
 
 @njit(parallel=True, cache=True)
@@ -148,6 +148,18 @@ class _ConvBase(Layer):
         self._x: np.ndarray | None = None
         self._cols: list[np.ndarray] | None = None
         self._workspace: dict[str, np.ndarray] = {}
+
+    def _buffer(self, key: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A scratch array kept between steps: fresh multi-100-MB allocations would pay their
+        page faults on every step."""
+        buf = self._workspace.get(key)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = self._workspace[key] = np.empty(shape, dtype=dtype)
+        return buf
+
+    def _chunks(self, n: int, per_image_bytes: int) -> list[tuple[int, int]]:
+        m = max(1, min(n, CHUNK_BYTES // max(per_image_bytes, 1)))
+        return [(s, min(s + m, n)) for s in range(0, n, m)]
         self.last_backward_s: dict[str, float] = {}
 
 
@@ -186,18 +198,6 @@ class Conv2d(_ConvBase):
         mac = n * co * ho * wo * self.in_channels * kh * kw
         bias = n * co * ho * wo if self.bias is not None else 0
         return 2 * mac + bias, 2 * mac, 2 * mac + bias
-
-    def _buffer(self, key: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        """A scratch array kept between steps: fresh multi-100-MB allocations would pay their
-        page faults on every step."""
-        buf = self._workspace.get(key)
-        if buf is None or buf.shape != shape or buf.dtype != dtype:
-            buf = self._workspace[key] = np.empty(shape, dtype=dtype)
-        return buf
-
-    def _chunks(self, n: int, per_image_bytes: int) -> list[tuple[int, int]]:
-        m = max(1, min(n, CHUNK_BYTES // max(per_image_bytes, 1)))
-        return [(s, min(s + m, n)) for s in range(0, n, m)]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Images in chunks: one im2col and one GEMM per chunk, ``(C_out, K) @ (K, m*HW)``;
@@ -269,10 +269,7 @@ class Conv2d(_ConvBase):
                 im2col(dy[s:e], kh, kw, 1, 1, kh - 1 - ph, kw - 1 - pw, h, w, dcols)
                 dx[s:e] = (wf @ dcols).reshape(ci, m, h, w).transpose(1, 0, 2, 3)
             else:
-                dcols = np.dot(w2.T, dyt)
-                for b in range(m):
-                    col2im(np.ascontiguousarray(dcols[:, b * hw:(b + 1) * hw]), kh, kw, sh,
-                           sw, ph, pw, ho, wo, dx[s + b])
+                col2im(np.dot(w2.T, dyt), kh, kw, sh, sw, ph, pw, ho, wo, dx[s:e])
             t_data += time.perf_counter() - t1
         t0 = time.perf_counter()
         if self.bias is not None:
@@ -332,17 +329,22 @@ class ConvTranspose2d(_ConvBase):
         return 2 * mac + bias, 2 * mac, 2 * mac + bias
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """Chunks of images: one GEMM ``(C_out*kh*kw, C_in) @ (C_in, m*H*W)`` and a batched
+        col2im into the (larger) output."""
         n, co, ho, wo = self.output_shape(x.shape)
         _, ci, h, w = x.shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         x = np.ascontiguousarray(x, dtype=self.weight.dtype)
         w2t = self.weight.reshape(ci, -1).T  # (co*kh*kw, ci)
-        cols = np.empty((w2t.shape[0], h * w), dtype=x.dtype)
         y = np.empty((n, co, ho, wo), dtype=x.dtype)
-        for i in range(n):
-            np.dot(w2t, x[i].reshape(ci, h * w), out=cols)
+        for s, e in self._chunks(n, w2t.shape[0] * h * w * x.itemsize):
+            m = e - s
+            xt = np.ascontiguousarray(x[s:e].reshape(m, ci, h * w).transpose(1, 0, 2)
+                                      ).reshape(ci, m * h * w)
+            cols = self._buffer("cols", (w2t.shape[0], m * h * w), x.dtype)
+            np.dot(w2t, xt, out=cols)
             # the transposed conv's output is the "input image" of the equivalent conv
-            col2im(cols, kh, kw, sh, sw, ph, pw, h, w, y[i])
+            col2im(cols, kh, kw, sh, sw, ph, pw, h, w, y[s:e])
         if self.bias is not None:
             _add_bias(y.reshape(n, co, ho * wo), self.bias)
         self._x = x
@@ -361,14 +363,16 @@ class ConvTranspose2d(_ConvBase):
         w2 = self.weight.reshape(ci, -1)  # (ci, co*kh*kw)
         gw = self.grad_weight.reshape(ci, -1)  # a view: gradients are written in place
         gw[...] = 0
-        cols = np.empty((w2.shape[1], h * w), dtype=x.dtype)
         dx = np.empty_like(x) if self.needs_input_grad else None
-        for i in range(n):
-            im2col(dy[i:i + 1], kh, kw, sh, sw, ph, pw, h, w, cols)
-            xi = x[i].reshape(ci, h * w)
-            gw += xi @ cols.T
+        for s, e in self._chunks(n, w2.shape[1] * h * w * x.itemsize):
+            m = e - s
+            cols = self._buffer("cols", (w2.shape[1], m * h * w), x.dtype)
+            im2col(dy[s:e], kh, kw, sh, sw, ph, pw, h, w, cols)
+            xt = np.ascontiguousarray(x[s:e].reshape(m, ci, h * w).transpose(1, 0, 2)
+                                      ).reshape(ci, m * h * w)
+            gw += xt @ cols.T
             if dx is not None:
-                np.dot(w2, cols, out=dx[i].reshape(ci, h * w))
+                dx[s:e] = (w2 @ cols).reshape(ci, m, h, w).transpose(1, 0, 2, 3)
         if self.bias is not None:
             _bias_grad(dy.reshape(n, co, ho * wo), self.grad_bias)
         return dx
