@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 from pathlib import Path
 
 import kernels
@@ -45,22 +47,30 @@ def _validate(args: argparse.Namespace) -> None:
         raise UserError(f"{field[0]}={field[1]}: {e}") from None
 
 
-def _pin(threads: int) -> None:
-    """With fewer threads than cores, keep the process on ``threads`` cores, as the harness
-    pins its ranks: an unpinned process migrates and measured up to 20% off a pinned rank."""
-    import os
-
-    cores = sorted(os.sched_getaffinity(0))
+@contextlib.contextmanager
+def _pinned(threads: int):
+    """With fewer threads than cores, keep the process on ``threads`` cores while it measures,
+    as the harness pins its ranks (an unpinned process migrates and measured up to 20% off a
+    pinned rank); the affinity is restored afterwards, for whatever runs next in-process."""
+    cores = os.sched_getaffinity(0)
     if threads < len(cores):
-        os.sched_setaffinity(0, set(cores[:threads]))
+        os.sched_setaffinity(0, set(sorted(cores)[:threads]))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, cores)
 
 
 def run_node(args: argparse.Namespace) -> int:
+    _validate(args)
+    with _pinned(args.threads):
+        return _run_node(args)
+
+
+def _run_node(args: argparse.Namespace) -> int:
     from .cli import default_output
 
-    _validate(args)
     kernels.set_num_threads(args.threads)
-    _pin(args.threads)
     out = Path(args.output or default_output("node", args.net))
     writer = ResultsWriter(out)
     base = run_base(args.threads)

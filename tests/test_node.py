@@ -163,3 +163,10 @@ def test_torch_mirror_computes_the_same_forward():
     ours = net.forward(x)
     theirs = model(torch.from_numpy(x)).detach().numpy()
     assert np.allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_a_one_thread_run_restores_the_process_affinity(tmp_path):
+    before = os.sched_getaffinity(0)
+    assert main(["node", "--quick", "--image-size", "32", "--sweep", "1", "--repeats", "1",
+                 "--threads", "1", "-o", str(tmp_path / "n.csv"), "--no-progress"]) == 0
+    assert os.sched_getaffinity(0) == before
