@@ -1,8 +1,8 @@
 """The ``perfmodel`` command: a thin registry of sub-commands.
 
-Each sub-command is a module-level function ``cmd_NAME(args) -> int`` registered in
-:data:`COMMANDS` with its argument parser; user mistakes raise :class:`UserError` and end with
-one line on stderr and exit code 2.
+Each sub-command is a function ``(args) -> int`` registered in :data:`COMMANDS` beside its
+argument parser, its module imported only when it runs; user mistakes raise
+:class:`UserError` and end with one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Callable
 
 from .ui import UserError
 
-COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {}
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
 def _positive_int(field: str):
@@ -72,12 +72,6 @@ def add_node_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def cmd_node(args: argparse.Namespace) -> int:
-    from .node_cli import run_node
-
-    return run_node(args)
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     """The main job: the default pipeline, or a report of given results, or the paper's."""
     from .report.build import build
@@ -95,40 +89,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from .model_cli import run_predict
+def _lazy(module: str, func: str) -> Callable[[argparse.Namespace], int]:
+    """A command whose module is imported only when it runs (keeps --help and startup fast)."""
+    import importlib
 
-    return run_predict(args)
+    def run(args: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(module, __package__), func)(args)
 
-
-def cmd_sweep(args: argparse.Namespace) -> int:
-    from .model_cli import run_sweep
-
-    return run_sweep(args)
-
-
-def cmd_scale(args: argparse.Namespace) -> int:
-    from .harness.scale import run_scale
-
-    return run_scale(args)
-
-
-def cmd_data(args: argparse.Namespace) -> int:
-    from .harness.scale import run_data
-
-    return run_data(args)
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    from .model_cli import run_validate
-
-    return run_validate(args)
-
-
-def cmd_plan(args: argparse.Namespace) -> int:
-    from .model_cli import run_plan
-
-    return run_plan(args)
+    return run
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -136,12 +104,6 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
     print("\n".join(preset_names()))
     return 0
-
-
-def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .model_cli import run_reproduce
-
-    return run_reproduce(args)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -230,8 +192,9 @@ def _build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--output", "-o", default=None, help="the Pareto front as CSV")
     pl.add_argument("--emit-slurm", default=None, metavar="FILE",
                     help="an sbatch script for the recommended configuration")
-    pl.add_argument("--command", dest="user_command", default=None, help="with --emit-slurm: your own training "
-                    "command instead of the harness (gets PERFMODEL_* variables)")
+    pl.add_argument("--command", dest="user_command", default=None,
+                    help="with --emit-slurm: your own training command instead of the harness "
+                         "(gets PERFMODEL_* variables)")
     pl.add_argument("--threads-per-rank", type=_positive_int("threads-per-rank"), default=64)
     va = sub.add_parser("validate", help="the model's predictions against harness runs",
                         description="Predict every harness run from measured inputs (node "
@@ -242,11 +205,12 @@ def _build_parser() -> argparse.ArgumentParser:
     va.add_argument("--output", "-o", default=None, help="also write the comparison rows")
     va.add_argument("--target-loss", type=float, default=None,
                     help="also report each run's measured time to this training loss")
-    COMMANDS.update(node=(cmd_node, "node"), report=(cmd_report, "report"),
-                    predict=(cmd_predict, "predict"), sweep=(cmd_sweep, "sweep"),
-                    reproduce=(cmd_reproduce, "reproduce"), presets=(cmd_presets, "presets"),
-                    scale=(cmd_scale, "scale"), data=(cmd_data, "data"),
-                    validate=(cmd_validate, "validate"), plan=(cmd_plan, "plan"))
+    COMMANDS.update(
+        node=_lazy(".node_cli", "run_node"), report=cmd_report, presets=cmd_presets,
+        predict=_lazy(".model_cli", "run_predict"), sweep=_lazy(".model_cli", "run_sweep"),
+        reproduce=_lazy(".model_cli", "run_reproduce"), plan=_lazy(".model_cli", "run_plan"),
+        validate=_lazy(".model_cli", "run_validate"), scale=_lazy(".harness.scale", "run_scale"),
+        data=_lazy(".harness.scale", "run_data"))
     return p
 
 
@@ -260,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return COMMANDS[args.command][0](args)
+        return COMMANDS[args.command](args)
     except UserError as e:
         print(f"perfmodel {args.command}: error: {e}", file=sys.stderr)
         return 2
