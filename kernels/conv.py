@@ -1,10 +1,11 @@
 """Convolution and transposed convolution (the paper's "deconvolution"), NCHW, float32.
 
-Algorithm: per image, a Numba-parallel ``im2col`` lays the receptive fields out as a
-``(C_in*kh*kw, H_out*W_out)`` matrix and one GEMM (numpy's OpenBLAS ``sgemm``) does the
-multiply-adds; ``col2im`` scatters column gradients back. The backward pass recomputes the
-columns per image instead of keeping them for the whole batch, so memory stays at one image's
-columns (the full climate net would otherwise hold gigabytes).
+Algorithm: a Numba-parallel ``im2col`` lays the receptive fields of a chunk of images out as a
+``(C_in*kh*kw, images*H_out*W_out)`` matrix and one GEMM (numpy's OpenBLAS ``sgemm``) does the
+multiply-adds; small layers thus make one large GEMM. The forward's columns are kept for the
+weight gradient when they fit ``COLUMN_CACHE_BYTES`` (else recomputed); the stride-1 data
+gradient is the convolution of the output gradient with the flipped kernel, other strides
+scatter column gradients back with ``col2im``.
 
 FLOPs: 2 per multiply-add, every kernel tap counted including taps on padded zeros (see
 :mod:`kernels.base`); the bias adds 1 FLOP per output element forward and per output element
@@ -17,13 +18,63 @@ import math
 import time
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, uint64
 
 from .base import Layer, Shape, check_batch, check_int, pair
 
+#: rows at most this wide go through the element-wise kernel :func:`_im2col_narrow`; wider ones
+#: through :func:`_im2col_rows`, whose slice copies win once a row is long (measured here: at
+#: 14x14 the narrow kernel took 0.57 ms against 1.2, at 28x28 2.2 against 3.1; at 56x56 even).
+NARROW_ROW = 32
+
+
+def im2col(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, ho: int,
+           wo: int, cols: np.ndarray) -> None:
+    """Columns of a batch: cols[(c*kh + i)*kw + j, (b*ho + oh)*wo + ow] =
+    x[b, c, oh*sh - ph + i, ow*sw - pw + j] (0 outside the image). x is (B, C, H, W),
+    C-contiguous; ``cols`` (C*kh*kw, B*ho*wo), C-contiguous, is overwritten."""
+    if sh == sw == 1 and wo <= NARROW_ROW and x.flags.c_contiguous and cols.flags.c_contiguous:
+        _im2col_narrow(x, kh, kw, ph, pw, ho, wo, cols)
+    else:
+        _im2col_rows(x, kh, kw, sh, sw, ph, pw, ho, wo, cols)
+
+
+@njit(parallel=True, cache=True)
+def _im2col_narrow(x, kh, kw, ph, pw, ho, wo, cols):  # pragma: no cover - JIT
+    """:func:`im2col` at stride 1 for short rows: flat, unsigned indices, so that Numba emits
+    no negative-index wrap-around test per element and the copy loops vectorize; the
+    per-row slice objects of :func:`_im2col_rows` cost more than a 14-float row itself."""
+    nb, c_in, h, w = x.shape
+    n_cols = nb * ho * wo
+    xf = x.ravel()
+    cf = cols.ravel()
+    for r in prange(c_in * kh * kw):
+        c = r // (kh * kw)
+        i = (r // kw) % kh
+        j = r % kw
+        lo = min(max(0, pw - j), wo)
+        hi = max(lo, min(wo, w + pw - j))
+        for b in range(nb):
+            for oh in range(ho):
+                ih = oh - ph + i
+                dst = uint64(r * n_cols + (b * ho + oh) * wo)
+                if ih < 0 or ih >= h:
+                    for ow in range(uint64(wo)):
+                        cf[dst + ow] = 0.0
+                    continue
+                # lo >= pw - j, so the source index of the first copied element is >= 0
+                src = uint64(((b * c_in + c) * h + ih) * w + lo + j - pw)
+                for ow in range(uint64(lo)):
+                    cf[dst + ow] = 0.0
+                d2 = dst + uint64(lo)
+                for k in range(uint64(hi - lo)):
+                    cf[d2 + k] = xf[src + k]
+                for ow in range(uint64(hi), uint64(wo)):
+                    cf[dst + ow] = 0.0
+
 
 @njit(parallel=True, cache=True, fastmath=False)
-def im2col(x, kh, kw, sh, sw, ph, pw, ho, wo, cols):  # pragma: no cover - JIT
+def _im2col_rows(x, kh, kw, sh, sw, ph, pw, ho, wo, cols):  # pragma: no cover - JIT
     """Columns of a batch: cols[(c*kh + i)*kw + j, (b*ho + oh)*wo + ow] =
     x[b, c, oh*sh - ph + i, ow*sw - pw + j] (0 outside the image). x is (B, C, H, W)."""
     nb, c_in, h, w = x.shape
@@ -103,6 +154,12 @@ def _bias_grad(dy, out):  # pragma: no cover - JIT
         out[o] = s
 
 
+#: Bias adds and bias gradients of outputs up to this many elements run in numpy on the GEMM's
+#: (C_out, pixels) result, while it is in cache; above it Numba's parallel kernels win. Below
+#: it, a parallel region's start-up cost more than the work (conv5 of HEP at batch 8: 0.7 ms a
+#: step for 0.2 M elements in the two Numba kernels).
+SMALL_ELEMENTWISE = 1 << 20
+
 #: Conv2d keeps the forward's im2col columns for the backward pass when the whole batch's
 #: columns take at most this many bytes (HEP at batch 8: 0.47 GB for conv2); larger layers
 #: recompute them per image instead.
@@ -148,6 +205,7 @@ class _ConvBase(Layer):
         self._x: np.ndarray | None = None
         self._cols: list[np.ndarray] | None = None
         self._workspace: dict[str, np.ndarray] = {}
+        self.last_backward_s: dict[str, float] = {}
 
     def _buffer(self, key: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """A scratch array kept between steps: fresh multi-100-MB allocations would pay their
@@ -160,7 +218,6 @@ class _ConvBase(Layer):
     def _chunks(self, n: int, per_image_bytes: int) -> list[tuple[int, int]]:
         m = max(1, min(n, CHUNK_BYTES // max(per_image_bytes, 1)))
         return [(s, min(s + m, n)) for s in range(0, n, m)]
-        self.last_backward_s: dict[str, float] = {}
 
 
 class Conv2d(_ConvBase):
@@ -209,15 +266,19 @@ class Conv2d(_ConvBase):
         k, hw = w2.shape[1], ho * wo
         keep = self.training and n * k * hw * x.itemsize <= COLUMN_CACHE_BYTES
         y = np.empty((n, co, hw), dtype=x.dtype)
+        small_bias = self.bias is not None and y.size <= SMALL_ELEMENTWISE
         kept = []
         for s, e in self._chunks(n, k * hw * x.itemsize):
             key = f"cols{s}" if keep else "cols"
             cols = self._buffer(key, (k, (e - s) * hw), x.dtype)
             im2col(x[s:e], kh, kw, sh, sw, ph, pw, ho, wo, cols)
-            y[s:e] = (w2 @ cols).reshape(co, e - s, hw).transpose(1, 0, 2)
+            r = w2 @ cols
+            if small_bias:
+                r += self.bias[:, None]
+            y[s:e] = r.reshape(co, e - s, hw).transpose(1, 0, 2)
             if keep:
                 kept.append(cols)
-        if self.bias is not None:
+        if self.bias is not None and not small_bias:
             _add_bias(y, self.bias)
         self._x = x
         self._cols = kept if keep else None
@@ -245,6 +306,7 @@ class Conv2d(_ConvBase):
             wf = np.ascontiguousarray(
                 self.weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(ci, -1)
         dx = np.empty_like(x) if self.needs_input_grad else None
+        small_bias = self.bias is not None and dy.size <= SMALL_ELEMENTWISE
         t_data = t_weight = 0.0
         for ci_, (s, e) in enumerate(self._chunks(n, k * hw * x.itemsize)):
             t0 = time.perf_counter()
@@ -260,6 +322,12 @@ class Conv2d(_ConvBase):
                 np.dot(dyt, cols.T, out=gw)
             else:
                 gw += dyt @ cols.T
+            if small_bias:
+                gb = dyt.sum(axis=1)
+                if s == 0:
+                    self.grad_bias[...] = gb
+                else:
+                    self.grad_bias += gb
             t1 = time.perf_counter()
             t_weight += t1 - t0
             if dx is None:
@@ -272,7 +340,7 @@ class Conv2d(_ConvBase):
                 col2im(np.dot(w2.T, dyt), kh, kw, sh, sw, ph, pw, ho, wo, dx[s:e])
             t_data += time.perf_counter() - t1
         t0 = time.perf_counter()
-        if self.bias is not None:
+        if self.bias is not None and not small_bias:
             _bias_grad(dy.reshape(n, co, hw), self.grad_bias)
         self._cols = None
         self.last_backward_s = {"backward_data": t_data,

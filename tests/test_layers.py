@@ -25,6 +25,8 @@ CONV_CASES = [
     (2, 3, 2, 6, 7, 7, 1, 3),
     (1, 1, 1, 5, 5, 2, 3, 0),
     (2, 6, 4, 4, 4, 3, 2, 4),  # padding larger than the image
+    (2, 2, 3, 5, 41, 3, 1, 1),  # rows wider than kernels.conv.NARROW_ROW
+    (1, 2, 2, 3, 3, 3, 1, 4),  # stride 1, padding larger than the image
 ]
 
 
@@ -48,6 +50,40 @@ def test_conv2d_matches_reference(case):
     assert rel_err(dx, rdx) < RTOL
     assert rel_err(layer.grad_weight, rdw) < RTOL
     assert rel_err(layer.grad_bias, rdb) < RTOL
+
+
+@pytest.mark.parametrize("chunk_bytes,cache_bytes", [(1, 1 << 30), (1, 0), (1 << 29, 0)])
+def test_conv2d_chunked_and_uncached_paths_agree(monkeypatch, chunk_bytes, cache_bytes):
+    """One image per GEMM chunk and/or columns recomputed in backward: same results as one
+    chunk with cached columns."""
+    from kernels import conv
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 4, 9, 10)).astype(np.float32)
+    dy = rng.standard_normal((3, 5, 9, 10)).astype(np.float32)
+    ref = K.Conv2d(4, 5, 3, 1, 1, seed=8)
+    y0, dx0 = ref.forward(x), ref.backward(dy)
+    monkeypatch.setattr(conv, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(conv, "COLUMN_CACHE_BYTES", cache_bytes)
+    layer = K.Conv2d(4, 5, 3, 1, 1, seed=8)
+    y1, dx1 = layer.forward(x), layer.backward(dy)
+    assert rel_err(y1, y0) < 1e-5 and rel_err(dx1, dx0) < 1e-5
+    assert rel_err(layer.grad_weight, ref.grad_weight) < 1e-5
+    assert rel_err(layer.grad_bias, ref.grad_bias) < 1e-5
+
+
+@pytest.mark.parametrize("n,c,h,w,k,p", [(2, 3, 5, 7, 3, 1), (1, 2, 4, 40, 3, 1),
+                                         (2, 1, 3, 3, 5, 4), (1, 2, 6, 6, (3, 5), (0, 2))])
+def test_im2col_narrow_kernel_equals_row_kernel(n, c, h, w, k, p):
+    from kernels import conv
+    kh, kw = (k, k) if isinstance(k, int) else k
+    ph, pw = (p, p) if isinstance(p, int) else p
+    ho, wo = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
+    x = np.random.default_rng(9).standard_normal((n, c, h, w)).astype(np.float32)
+    a = np.full((c * kh * kw, n * ho * wo), np.nan, np.float32)
+    b = a.copy()
+    conv._im2col_narrow(x, kh, kw, ph, pw, ho, wo, a)
+    conv._im2col_rows(x, kh, kw, 1, 1, ph, pw, ho, wo, b)
+    assert np.array_equal(a, b)
 
 
 DECONV_CASES = [
