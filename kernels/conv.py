@@ -215,6 +215,24 @@ class _ConvBase(Layer):
             buf = self._workspace[key] = np.empty(shape, dtype=dtype)
         return buf
 
+    def _scratch(self, key: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A C-contiguous scratch array of ``shape`` carved from a flat buffer kept between
+        calls and grown as needed, so that chunks of different sizes share it. Fresh arrays
+        above glibc's mmap threshold are mapped anew and page-faulted on every call: 20% of
+        HEP conv5's time here before these buffers."""
+        size = math.prod(shape)
+        buf = self._workspace.get(key)
+        if buf is None or buf.size < size or buf.dtype != dtype:
+            buf = self._workspace[key] = np.empty(size, dtype=dtype)
+        return buf[:size].reshape(shape)
+
+    def _transposed(self, key: str, a: np.ndarray) -> np.ndarray:
+        """``a`` (m, C, P) as a C-contiguous (C, m*P) scratch array: images side by side."""
+        m, c, p = a.shape
+        out = self._scratch(key, (c, m * p), a.dtype)
+        np.copyto(out.reshape(c, m, p), a.transpose(1, 0, 2))
+        return out
+
     def _chunks(self, n: int, per_image_bytes: int) -> list[tuple[int, int]]:
         m = max(1, min(n, CHUNK_BYTES // max(per_image_bytes, 1)))
         return [(s, min(s + m, n)) for s in range(0, n, m)]
@@ -272,7 +290,8 @@ class Conv2d(_ConvBase):
             key = f"cols{s}" if keep else "cols"
             cols = self._buffer(key, (k, (e - s) * hw), x.dtype)
             im2col(x[s:e], kh, kw, sh, sw, ph, pw, ho, wo, cols)
-            r = w2 @ cols
+            r = self._scratch("gemm", (co, (e - s) * hw), x.dtype)
+            np.dot(w2, cols, out=r)
             if small_bias:
                 r += self.bias[:, None]
             y[s:e] = r.reshape(co, e - s, hw).transpose(1, 0, 2)
@@ -303,8 +322,9 @@ class Conv2d(_ConvBase):
         gw = self.grad_weight.reshape(co, -1)  # a view: gradients are written in place
         flip = sh == sw == 1 and ph < kh and pw < kw
         if flip:  # dx = conv(dy, W^T flipped) with padding k-1-p
-            wf = np.ascontiguousarray(
-                self.weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(ci, -1)
+            wf = self._scratch("flipped", (ci, co, kh, kw), x.dtype)
+            np.copyto(wf, self.weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+            wf = wf.reshape(ci, -1)
         dx = np.empty_like(x) if self.needs_input_grad else None
         small_bias = self.bias is not None and dy.size <= SMALL_ELEMENTWISE
         t_data = t_weight = 0.0
@@ -316,12 +336,11 @@ class Conv2d(_ConvBase):
             else:
                 cols = self._buffer("cols", (k, m * hw), x.dtype)
                 im2col(x[s:e], kh, kw, sh, sw, ph, pw, ho, wo, cols)
-            dyt = np.ascontiguousarray(dy[s:e].reshape(m, co, hw).transpose(1, 0, 2)
-                                       ).reshape(co, m * hw)
+            dyt = self._transposed("dyt", dy[s:e].reshape(m, co, hw))
             if s == 0:
                 np.dot(dyt, cols.T, out=gw)
             else:
-                gw += dyt @ cols.T
+                gw += np.dot(dyt, cols.T, out=self._scratch("gw", gw.shape, gw.dtype))
             if small_bias:
                 gb = dyt.sum(axis=1)
                 if s == 0:
@@ -335,9 +354,11 @@ class Conv2d(_ConvBase):
             if flip:
                 dcols = self._buffer("dcols", (co * kh * kw, m * h * w), x.dtype)
                 im2col(dy[s:e], kh, kw, 1, 1, kh - 1 - ph, kw - 1 - pw, h, w, dcols)
-                dx[s:e] = (wf @ dcols).reshape(ci, m, h, w).transpose(1, 0, 2, 3)
+                r = np.dot(wf, dcols, out=self._scratch("gemm", (ci, m * h * w), x.dtype))
+                dx[s:e] = r.reshape(ci, m, h, w).transpose(1, 0, 2, 3)
             else:
-                col2im(np.dot(w2.T, dyt), kh, kw, sh, sw, ph, pw, ho, wo, dx[s:e])
+                r = np.dot(w2.T, dyt, out=self._scratch("dcols", (k, m * hw), x.dtype))
+                col2im(r, kh, kw, sh, sw, ph, pw, ho, wo, dx[s:e])
             t_data += time.perf_counter() - t1
         t0 = time.perf_counter()
         if self.bias is not None and not small_bias:
@@ -407,9 +428,8 @@ class ConvTranspose2d(_ConvBase):
         y = np.empty((n, co, ho, wo), dtype=x.dtype)
         for s, e in self._chunks(n, w2t.shape[0] * h * w * x.itemsize):
             m = e - s
-            xt = np.ascontiguousarray(x[s:e].reshape(m, ci, h * w).transpose(1, 0, 2)
-                                      ).reshape(ci, m * h * w)
-            cols = self._buffer("cols", (w2t.shape[0], m * h * w), x.dtype)
+            xt = self._transposed("xt", x[s:e].reshape(m, ci, h * w))
+            cols = self._scratch("cols", (w2t.shape[0], m * h * w), x.dtype)
             np.dot(w2t, xt, out=cols)
             # the transposed conv's output is the "input image" of the equivalent conv
             col2im(cols, kh, kw, sh, sw, ph, pw, h, w, y[s:e])
@@ -434,13 +454,13 @@ class ConvTranspose2d(_ConvBase):
         dx = np.empty_like(x) if self.needs_input_grad else None
         for s, e in self._chunks(n, w2.shape[1] * h * w * x.itemsize):
             m = e - s
-            cols = self._buffer("cols", (w2.shape[1], m * h * w), x.dtype)
+            cols = self._scratch("cols", (w2.shape[1], m * h * w), x.dtype)
             im2col(dy[s:e], kh, kw, sh, sw, ph, pw, h, w, cols)
-            xt = np.ascontiguousarray(x[s:e].reshape(m, ci, h * w).transpose(1, 0, 2)
-                                      ).reshape(ci, m * h * w)
-            gw += xt @ cols.T
+            xt = self._transposed("xt", x[s:e].reshape(m, ci, h * w))
+            gw += np.dot(xt, cols.T, out=self._scratch("gw", gw.shape, gw.dtype))
             if dx is not None:
-                dx[s:e] = (w2 @ cols).reshape(ci, m, h, w).transpose(1, 0, 2, 3)
+                r = np.dot(w2, cols, out=self._scratch("gemm", (ci, m * h * w), x.dtype))
+                dx[s:e] = r.reshape(ci, m, h, w).transpose(1, 0, 2, 3)
         if self.bias is not None:
             _bias_grad(dy.reshape(n, co, ho * wo), self.grad_bias)
         return dx
