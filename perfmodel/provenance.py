@@ -37,7 +37,10 @@ def versions() -> str:
             pass
     from kernels.threads import threading_layer
 
+    from kernels._blas_env import EFFECTIVE
+
     out.append(f"numba_threading={threading_layer()}")
+    out.append(f"openblas_thread_timeout={EFFECTIVE}")
     try:
         from threadpoolctl import threadpool_info
 
