@@ -36,27 +36,35 @@ class _Elementwise(Layer):
 
 
 class LeakyReLU(_Elementwise):
-    """y = x for x > 0, else ``negative_slope * x`` (the climate net uses 0.1)."""
+    """y = x for x > 0, else ``negative_slope * x`` (the climate net uses 0.1).
+
+    ``inplace=True`` (as PyTorch's) overwrites the input with the output in forward and the
+    incoming gradient with the outgoing one in backward: for nets that own both arrays. It
+    saves a fresh array each way: on HEP's relu1 (51 M elements) 33 -> 17 ms forward,
+    page faults of a new 205 MB array included.
+    """
 
     kind = "leakyrelu"
 
-    def __init__(self, negative_slope: float = 0.01) -> None:
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
         super().__init__()
         if not 0.0 <= float(negative_slope) < 1.0:
             raise ValueError(f"{type(self).__name__}: negative_slope={negative_slope} is out "
                              "of range (allowed 0 <= slope < 1)")
         self.negative_slope = float(negative_slope)
-        self._x: np.ndarray | None = None
+        self.inplace = bool(inplace)
+        self._x: np.ndarray | None = None  # the input, or the output when in place: the
+        # backward needs only the sign, and slope >= 0 keeps it
 
     def describe(self) -> str:
-        return f"slope={self.negative_slope}"
+        return f"slope={self.negative_slope}" + (", inplace" if self.inplace else "")
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.output_shape(x.shape)
         x = np.ascontiguousarray(x)
-        y = np.empty_like(x)
+        y = x if self.inplace and x.flags.writeable else np.empty_like(x)
         _leaky_fwd(x.reshape(-1), x.dtype.type(self.negative_slope), y.reshape(-1))
-        self._x = x
+        self._x = y if y is x else x
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
@@ -65,9 +73,10 @@ class LeakyReLU(_Elementwise):
             raise RuntimeError(f"{self.name}: backward called before forward")
         if dy.shape != x.shape:
             raise self._shape_error(f"gradient {x.shape}", dy.shape)
-        dx = np.empty_like(x)
-        _leaky_bwd(x.reshape(-1), np.ascontiguousarray(dy, dtype=x.dtype).reshape(-1),
-                   x.dtype.type(self.negative_slope), dx.reshape(-1))
+        dy = np.ascontiguousarray(dy, dtype=x.dtype)
+        dx = dy if self.inplace and dy.flags.writeable else np.empty_like(x)
+        _leaky_bwd(x.reshape(-1), dy.reshape(-1), x.dtype.type(self.negative_slope),
+                   dx.reshape(-1))
         return dx
 
 
@@ -76,16 +85,40 @@ class ReLU(LeakyReLU):
 
     kind = "relu"
 
-    def __init__(self) -> None:
-        super().__init__(0.0)
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__(0.0, inplace)
 
     def describe(self) -> str:
-        return ""
+        return "inplace" if self.inplace else ""
+
+
+@njit(parallel=True, cache=True)
+def _dropout_fwd(x, key, threshold, scale, y, keep):  # pragma: no cover - JIT
+    """Element i survives when the top 24 bits of splitmix64(key + i) reach ``threshold``
+    (p * 2^24): a counter-based generator, so threads need no shared state and a key repeats
+    the mask exactly."""
+    for i in prange(x.size):
+        z = key + np.uint64(i) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+        k = (z >> np.uint64(40)) >= threshold
+        keep[i] = k
+        y[i] = x[i] * scale if k else 0.0
+
+
+@njit(parallel=True, cache=True)
+def _dropout_bwd(dy, keep, scale, dx):  # pragma: no cover - JIT
+    for i in prange(dy.size):
+        dx[i] = dy[i] * scale if keep[i] else 0.0
 
 
 class Dropout(_Elementwise):
     """Inverted dropout: in training, zero each element with probability ``p`` and scale the
-    survivors by 1/(1-p); identity in evaluation mode. Seeded for repeatable runs."""
+    survivors by 1/(1-p); identity in evaluation mode. Seeded for repeatable runs: each
+    forward draws a 64-bit key from the layer's generator and a counter-based hash of
+    (key, element index) decides, in parallel, which elements survive (p is resolved to
+    1/2^24)."""
 
     kind = "dropout"
 
@@ -95,19 +128,36 @@ class Dropout(_Elementwise):
             raise ValueError(f"{type(self).__name__}: p={p} is out of range (allowed 0 <= p < 1)")
         self.p = float(p)
         self._rng = np.random.default_rng(seed)
-        self._mask: np.ndarray | None = None
+        self._keep: np.ndarray | None = None
 
     def describe(self) -> str:
         return f"p={self.p}"
 
+    @property
+    def _scale(self) -> float:
+        return 1.0 / (1.0 - self.p)
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.output_shape(x.shape)
         if not self.training or self.p == 0.0:
-            self._mask = None
+            self._keep = None
             return x
-        keep = self._rng.random(x.shape, dtype=np.float32) >= self.p
-        self._mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))
-        return x * self._mask
+        x = np.ascontiguousarray(x)
+        y = np.empty_like(x)
+        keep = np.empty(x.shape, dtype=np.bool_)
+        key = np.uint64(self._rng.integers(0, 2**63, dtype=np.uint64))
+        _dropout_fwd(x.reshape(-1), key, np.uint64(round(self.p * (1 << 24))),
+                     x.dtype.type(self._scale), y.reshape(-1), keep.reshape(-1))
+        self._keep = keep
+        return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
-        return dy if self._mask is None else dy * self._mask
+        if self._keep is None:
+            return dy
+        if dy.shape != self._keep.shape:
+            raise self._shape_error(f"gradient {self._keep.shape}", dy.shape)
+        dy = np.ascontiguousarray(dy)
+        dx = np.empty_like(dy)
+        _dropout_bwd(dy.reshape(-1), self._keep.reshape(-1), dy.dtype.type(self._scale),
+                     dx.reshape(-1))
+        return dx

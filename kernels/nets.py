@@ -38,11 +38,12 @@ def hep_net(image_size: int = 224, filters: int = 128, in_channels: int = 3, cla
     layers: list[Layer] = []
     c = in_channels
     for unit in range(4):
-        layers += [Conv2d(c, filters, 3, 1, 1, rng=rng), ReLU(), MaxPool2d(2, 2)]
+        layers += [Conv2d(c, filters, 3, 1, 1, rng=rng), ReLU(inplace=True),
+                   MaxPool2d(2, 2)]
         if dropout > 0:
             layers.append(Dropout(dropout, seed=seed * 7919 + unit))
         c = filters
-    layers += [Conv2d(c, filters, 3, 1, 1, rng=rng), ReLU(), GlobalAvgPool2d(),
+    layers += [Conv2d(c, filters, 3, 1, 1, rng=rng), ReLU(inplace=True), GlobalAvgPool2d(),
                Linear(filters, classes, rng=rng)]
     net = Sequential(*layers, input_shape=(in_channels, image_size, image_size), **optim)
     net.name = "hep" if filters == 128 else f"hep-f{filters}"  # scaled width: its own name
@@ -173,12 +174,12 @@ def climate_net(image_size: int | tuple[int, int] = 768, in_channels: int = 16,
     enc: list[Layer] = []
     c = in_channels
     for f in filters:
-        enc += [Conv2d(c, f, 5, 2, 2, rng=rng), LeakyReLU(0.1)]
+        enc += [Conv2d(c, f, 5, 2, 2, rng=rng), LeakyReLU(0.1, inplace=True)]
         c = f
     heads = [Conv2d(c, k, 3, 1, 1, rng=rng) for k in (2, classes, 4)]
     dec: list[Layer] = []
     for f in decoder_filters:
-        dec += [ConvTranspose2d(c, f, 5, 2, 2, 1, rng=rng), LeakyReLU(0.1)]
+        dec += [ConvTranspose2d(c, f, 5, 2, 2, 1, rng=rng), LeakyReLU(0.1, inplace=True)]
         c = f
     dec.append(ConvTranspose2d(c, in_channels, 4, 4, 0, rng=rng))
     enc_names = [f"{'conv' if i % 2 == 0 else 'lrelu'}{i // 2 + 1}" for i in range(len(enc))]

@@ -37,6 +37,58 @@ def _maxpool_fwd(x, kh, kw, sh, sw, ho, wo, y, arg):  # pragma: no cover - JIT
 
 
 @njit(parallel=True, cache=True)
+def _maxpool2_fwd(x, ho, wo, y, arg):  # pragma: no cover - JIT
+    """:func:`_maxpool_fwd` for 2x2 windows at stride 2 (the HEP net's): the same result and
+    tie rule (the first maximum in row-major order wins), without the generic loop nest."""
+    n, c, h, w = x.shape
+    for k in prange(n * c):
+        i = k // c
+        ch = k % c
+        for oh in range(ho):
+            r0 = 2 * oh
+            for ow in range(wo):
+                c0 = 2 * ow
+                best = x[i, ch, r0, c0]
+                bi = r0 * w + c0
+                v = x[i, ch, r0, c0 + 1]
+                if v > best:
+                    best = v
+                    bi = r0 * w + c0 + 1
+                v = x[i, ch, r0 + 1, c0]
+                if v > best:
+                    best = v
+                    bi = (r0 + 1) * w + c0
+                v = x[i, ch, r0 + 1, c0 + 1]
+                if v > best:
+                    best = v
+                    bi = (r0 + 1) * w + c0 + 1
+                y[i, ch, oh, ow] = best
+                arg[i, ch, oh, ow] = bi
+
+
+@njit(parallel=True, cache=True)
+def _maxpool2_bwd(dy, arg, h, w, dx):  # pragma: no cover - JIT
+    """Gradient of the 2x2/2 pooling: each input element written once, row by row (the
+    windows do not overlap), instead of zeroing the whole input and scattering into it."""
+    n, c, ho, wo = dy.shape
+    for k in prange(n * c):
+        i = k // c
+        ch = k % c
+        for p in range(2 * ho):
+            oh = p // 2
+            for ow in range(wo):
+                a = arg[i, ch, oh, ow] - p * w - 2 * ow  # 0 or 1 when the winner is in row p
+                g = dy[i, ch, oh, ow]
+                dx[i, ch, p, 2 * ow] = g if a == 0 else 0.0
+                dx[i, ch, p, 2 * ow + 1] = g if a == 1 else 0.0
+            for q in range(2 * wo, w):  # a column left over when w is odd
+                dx[i, ch, p, q] = 0.0
+        for p in range(2 * ho, h):  # a row left over when h is odd
+            for q in range(w):
+                dx[i, ch, p, q] = 0.0
+
+
+@njit(parallel=True, cache=True)
 def _maxpool_bwd(dy, arg, h, w, dx):  # pragma: no cover - JIT
     n, c, ho, wo = dy.shape
     for k in prange(n * c):
@@ -69,6 +121,10 @@ class MaxPool2d(Layer):
         self._shape: Shape | None = None
         self._arg: np.ndarray | None = None
 
+    @property
+    def _two_by_two(self) -> bool:
+        return self.kernel_size == self.stride == (2, 2)
+
     def describe(self) -> str:
         return f"k={self.kernel_size}, s={self.stride}"
 
@@ -93,7 +149,10 @@ class MaxPool2d(Layer):
         y = np.empty((n, c, ho, wo), dtype=x.dtype)
         arg = np.empty((n, c, ho, wo), dtype=np.int32)
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        _maxpool_fwd(x, kh, kw, sh, sw, ho, wo, y, arg)
+        if self._two_by_two:
+            _maxpool2_fwd(x, ho, wo, y, arg)
+        else:
+            _maxpool_fwd(x, kh, kw, sh, sw, ho, wo, y, arg)
         self._shape, self._arg = x.shape, arg
         return y
 
@@ -104,7 +163,8 @@ class MaxPool2d(Layer):
             return None
         n, c, h, w = self._shape
         dx = np.empty((n, c, h, w), dtype=dy.dtype)
-        _maxpool_bwd(np.ascontiguousarray(dy), self._arg, h, w, dx)
+        bwd = _maxpool2_bwd if self._two_by_two else _maxpool_bwd
+        bwd(np.ascontiguousarray(dy), self._arg, h, w, dx)
         return dx
 
 

@@ -129,7 +129,7 @@ def test_conv_transpose_is_adjoint_of_conv():
 
 
 @pytest.mark.parametrize("n,c,h,w,k,s", [(1, 2, 6, 6, 2, 2), (2, 3, 7, 9, 3, 2),
-                                         (1, 1, 5, 4, 2, 1)])
+                                         (1, 1, 5, 4, 2, 1), (2, 3, 7, 9, 2, 2)])
 def test_maxpool_matches_reference(n, c, h, w, k, s):
     rng = np.random.default_rng(6)
     layer = K.MaxPool2d(k, s)
@@ -140,6 +140,20 @@ def test_maxpool_matches_reference(n, c, h, w, k, s):
     dy = rng.standard_normal(y.shape).astype(np.float32)
     rdx = np.einsum("ncij,ncijhw->nchw", dy.astype(np.float64), dmask)
     assert rel_err(layer.backward(dy), rdx) < RTOL
+
+
+def test_maxpool_2x2_ties_go_to_the_first_maximum_as_in_the_generic_kernel():
+    from kernels import pool
+    x = np.zeros((1, 1, 4, 5), np.float32)
+    x[0, 0, 1, 1] = x[0, 0, 1, 0] = 1.0  # a tie in the first window: (1, 0) comes first
+    layer = K.MaxPool2d(2)
+    y, arg = layer.forward(x), layer._arg.copy()
+    generic = np.empty_like(y), np.empty_like(arg)
+    pool._maxpool_fwd(x, 2, 2, 2, 2, 2, 2, *generic)
+    assert np.array_equal(y, generic[0]) and np.array_equal(arg, generic[1])
+    assert arg[0, 0, 0, 0] == 1 * 5 + 0
+    dx = layer.backward(np.ones_like(y))
+    assert dx.sum() == y.size and dx[0, 0, 1, 0] == 1 and dx[0, 0, :, 4].sum() == 0
 
 
 def test_global_avg_pool():
@@ -175,6 +189,21 @@ def test_linear_matches_reference():
     assert rel_err(layer.grad_bias, dy.sum(0)) < RTOL
 
 
+@pytest.mark.parametrize("slope", [0.0, 0.1])
+def test_inplace_relu_equals_the_out_of_place_one(slope):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    ref = K.LeakyReLU(slope)
+    y0, dx0 = ref.forward(x), ref.backward(dy)
+    layer = K.LeakyReLU(slope, inplace=True)
+    xi, dyi = x.copy(), dy.copy()
+    y1 = layer.forward(xi)
+    assert y1 is xi and np.array_equal(y1, y0)
+    dx1 = layer.backward(dyi)
+    assert dx1 is dyi and np.array_equal(dx1, dx0)
+
+
 def test_dropout_scales_and_masks():
     layer = K.Dropout(0.5, seed=3)
     x = np.ones((4, 1000), np.float32)
@@ -184,6 +213,20 @@ def test_dropout_scales_and_masks():
     assert np.array_equal(layer.backward(x), y)
     layer.training = False
     assert np.array_equal(layer.forward(x), x)
+
+
+def test_dropout_is_seeded_and_keeps_the_right_fraction():
+    x = np.ones((8, 64, 32, 32), np.float32)
+    a, b = K.Dropout(0.3, seed=5), K.Dropout(0.3, seed=5)
+    ya, yb = a.forward(x), b.forward(x)
+    assert np.array_equal(ya, yb)  # same seed, same masks
+    assert not np.array_equal(ya, a.forward(x))  # a new mask every step
+    assert abs((ya == 0).mean() - 0.3) < 0.01
+    assert np.allclose(ya[ya != 0], 1 / 0.7)
+    dy = np.random.default_rng(0).standard_normal(x.shape).astype(np.float32)
+    dx = b.backward(dy)
+    assert np.array_equal(dx == 0, yb == 0)
+    assert np.allclose(dx, np.where(yb != 0, dy / 0.7, 0), rtol=1e-6, atol=0)
 
 
 def test_softmax_cross_entropy():
