@@ -117,6 +117,9 @@ class Watchdog:
                                  f"no progress for {self.timeout_s:g} s: hung, aborting the "
                                  "job\n")
                 sys.stderr.flush()
+                # give mpiexec's proxy time to forward the line: on a loaded machine the
+                # abort killed the job before it did, and the reason was lost
+                time.sleep(0.5)
                 self.comm.Abort(4)
 
     def stop(self) -> None:
