@@ -18,8 +18,8 @@ class HEPStep:
     """The HEP training step at full size, batch 8, all cores: whole step and conv layers.
 
     One measurement (``setup_cache``) feeds every benchmark of the class: the step's best of
-    3, per-layer times as the median of 3 more timed steps, and the measured peak (the larger of the FMA
-    loop and sgemm) taken in the same process.
+    3, per-layer times as the median of 5 more timed steps, and the measured peak (the larger of the
+    FMA loop and sgemm) taken in the same process.
     """
 
     timeout = 900
@@ -36,7 +36,7 @@ class HEPStep:
         step_s = common.best_of(lambda: net.train_step(x, y, lr=1e-4), 3)
         per_layer: dict[str, list[float]] = {}
         timer = LayerTimer()
-        for _ in range(3):  # per-layer times: the median of 3 timed steps
+        for _ in range(5):  # per-layer times: the median of 5 timed steps
             timer.reset()
             net.train_step(x, y, lr=1e-4, timer=timer)
             for r in led:
