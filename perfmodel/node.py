@@ -211,4 +211,30 @@ def peak_rows(base: dict[str, Any], threads: int, repeats: int = 5, quick: bool 
                              implementation=impl))
         best[subject] = rep.max
     best["peak"] = max(best["fma"], best["sgemm"])
+    if threads > 1:  # are the threads on cores of their own? (not part of the peak)
+        one, one_flop = peak.fma_peak(1, repeats, seconds=0.1 if quick else 0.3)
+        rows.append(make_row(base, what="placement", subject="fma", metric="flop_rate",
+                             value=one.max, unit="FLOP/s", stat="max", min=one.min,
+                             max=one.max, repeats=len(one.samples), flop=one_flop, bytes=0.0,
+                             implementation="numba", threads=1))
+        best["fma_1thread"] = one.max
     return rows, best
+
+
+#: ``threads`` FMA loops that reach less than this many times one thread's rate share cores
+SHARED_CORE_SCALING = 0.75
+
+
+def placement_warning(best: dict[str, float], threads: int) -> str | None:
+    """A line for the user when the FMA loop on ``threads`` threads scaled poorly over one
+    thread: the cores were shared (SMT siblings, another tenant, a VM's vCPU placement) or
+    descheduled, so the run's peak and every "% of peak" describe that moment, not the node."""
+    one = best.get("fma_1thread")
+    if threads < 2 or not one:
+        return None
+    scaling = best["fma"] / one
+    if scaling >= SHARED_CORE_SCALING * threads:
+        return None
+    return (f"note: the FMA loop on {threads} threads ran {scaling:.2f}x one thread's rate "
+            f"({best['fma'] / 1e9:.1f} vs {one / 1e9:.1f} GFLOP/s): the cores were shared or "
+            "taken away while the peak was measured; compare ratios taken within one run")

@@ -149,6 +149,9 @@ def _summary(args, m: N.StepMeasurement, sweep, best, peer, out: Path) -> str:
              f"{best['sgemm'] / 1e9:.1f} GFLOP/s (the measured peak is the larger); triad bandwidth "
              f"{best['triad'] / 1e9:.1f} GB/s",
              ""]
+    warn = N.placement_warning(best, args.threads)
+    if warn:
+        lines.insert(2, warn)
     ridge = peak / best["triad"]
     rows = []
     for r in m.ledger:
@@ -204,6 +207,8 @@ def _json_summary(args, m: N.StepMeasurement, sweep, best, peer, out: Path) -> d
         "net": m.net, "image_size": m.image_size, "batch": m.batch, "threads": args.threads,
         "peak_fma_flops": best["fma"], "peak_sgemm_flops": best["sgemm"],
         "peak_flops": best["peak"],
+        "fma_1thread_flops": best.get("fma_1thread"),
+        "placement_warning": N.placement_warning(best, args.threads),
         "triad_bandwidth_Bps": best["triad"],
         "step_time_s": m.step_s.median, "samples_per_s": m.samples_per_s,
         "step_flops": m.flop_rate,

@@ -29,7 +29,8 @@ COLUMNS: list[tuple[str, type, str]] = [
     ("schema", int, "schema version of the row"),
     ("run_id", str, "identifier shared by the rows of one run"),
     ("time_utc", str, "ISO-8601 UTC time the measurement finished"),
-    ("what", str, "measurement family: layer, step, peak, bandwidth, compile, ratio, ..."),
+    ("what", str, "measurement family: layer, step, peak, bandwidth, placement (the FMA loop "
+                  "on 1 thread, to tell shared cores), compile, ratio, ..."),
     ("subject", str, "what was measured: a net name (hep, climate) or a micro-kernel"),
     ("layer", str, "ledger name of the layer ('' for whole-step or machine rows)"),
     ("phase", str, "forward, backward_data, backward_weight, backward, update, loss, step"),

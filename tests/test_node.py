@@ -170,3 +170,13 @@ def test_a_one_thread_run_restores_the_process_affinity(tmp_path):
     assert main(["node", "--quick", "--image-size", "32", "--sweep", "1", "--repeats", "1",
                  "--threads", "1", "-o", str(tmp_path / "n.csv"), "--no-progress"]) == 0
     assert os.sched_getaffinity(0) == before
+
+
+def test_placement_warning_flags_threads_that_share_cores():
+    from perfmodel.node import placement_warning
+
+    ok = {"fma": 170e9, "fma_1thread": 88e9}
+    shared = {"fma": 90e9, "fma_1thread": 88e9}
+    assert placement_warning(ok, 2) is None
+    assert "cores were shared" in placement_warning(shared, 2)
+    assert placement_warning(shared, 1) is None and placement_warning({"fma": 1.0}, 2) is None
