@@ -53,8 +53,7 @@ class LeakyReLU(_Elementwise):
                              "of range (allowed 0 <= slope < 1)")
         self.negative_slope = float(negative_slope)
         self.inplace = bool(inplace)
-        self._x: np.ndarray | None = None  # the input, or the output when in place: the
-        # backward needs only the sign, and slope >= 0 keeps it
+        self._x: np.ndarray | None = None  # backward reads only its sign (slope >= 0)
 
     def describe(self) -> str:
         return f"slope={self.negative_slope}" + (", inplace" if self.inplace else "")
@@ -64,7 +63,7 @@ class LeakyReLU(_Elementwise):
         x = np.ascontiguousarray(x)
         y = x if self.inplace and x.flags.writeable else np.empty_like(x)
         _leaky_fwd(x.reshape(-1), x.dtype.type(self.negative_slope), y.reshape(-1))
-        self._x = y if y is x else x
+        self._x = x  # in place, x now holds the output: same sign, which is all backward reads
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
