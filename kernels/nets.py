@@ -39,7 +39,7 @@ def hep_net(image_size: int = 224, filters: int = 128, in_channels: int = 3, cla
     c = in_channels
     for unit in range(4):
         layers += [Conv2d(c, filters, 3, 1, 1, rng=rng), ReLU(inplace=True),
-                   MaxPool2d(2, 2)]
+                   MaxPool2d(2, 2, reuse_grad=True)]
         if dropout > 0:
             layers.append(Dropout(dropout, seed=seed * 7919 + unit))
         c = filters

@@ -156,6 +156,21 @@ def test_maxpool_2x2_ties_go_to_the_first_maximum_as_in_the_generic_kernel():
     assert dx.sum() == y.size and dx[0, 0, 1, 0] == 1 and dx[0, 0, :, 4].sum() == 0
 
 
+def test_maxpool_reuse_grad_returns_one_array_with_the_right_values():
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 3, 6, 7)).astype(np.float32)
+    ref, layer = K.MaxPool2d(2), K.MaxPool2d(2, reuse_grad=True)
+    dy = rng.standard_normal(ref.forward(x).shape).astype(np.float32)
+    layer.forward(x)
+    first = layer.backward(dy)
+    assert np.array_equal(first, ref.backward(dy))
+    layer.forward(-x)
+    second = layer.backward(2 * dy)
+    assert second is first  # overwritten: the contract of reuse_grad
+    ref.forward(-x)
+    assert np.array_equal(second, ref.backward(2 * dy))
+
+
 def test_global_avg_pool():
     rng = np.random.default_rng(7)
     layer = K.GlobalAvgPool2d()
