@@ -196,7 +196,9 @@ def peak_rows(base: dict[str, Any], threads: int, repeats: int = 5, quick: bool 
     of them can lose a time slice)."""
     from . import peak
 
-    fma, fma_flop = peak.fma_peak(threads, repeats, seconds=0.1 if quick else 0.3)
+    warmup_s = 0.5 if quick else peak.FMA_WARMUP_S
+    fma, fma_flop = peak.fma_peak(threads, repeats, seconds=0.1 if quick else 0.3,
+                                  warmup_s=warmup_s)
     gemm, gemm_flop = peak.sgemm_peak(1024 if quick else 2048, repeats)
     bw, bw_bytes = peak.triad_bandwidth((1 << 23) if quick else (1 << 25), repeats)
     rows, best = [], {}
@@ -212,7 +214,8 @@ def peak_rows(base: dict[str, Any], threads: int, repeats: int = 5, quick: bool 
         best[subject] = rep.max
     best["peak"] = max(best["fma"], best["sgemm"])
     if threads > 1:  # are the threads on cores of their own? (not part of the peak)
-        one, one_flop = peak.fma_peak(1, repeats, seconds=0.1 if quick else 0.3)
+        one, one_flop = peak.fma_peak(1, repeats, seconds=0.1 if quick else 0.3,
+                                      warmup_s=warmup_s)
         rows.append(make_row(base, what="placement", subject="fma", metric="flop_rate",
                              value=one.max, unit="FLOP/s", stat="max", min=one.min,
                              max=one.max, repeats=len(one.samples), flop=one_flop, bytes=0.0,

@@ -42,10 +42,21 @@ def _fma_chain(n, acc, x, y):  # pragma: no cover - JIT
             acc[j] = v
 
 
+#: seconds of FMA loop before the timed repetitions: on the dev VM the first ~1.5 s of two busy
+#: threads ran at one core's rate (88 GFLOP/s, then 155-162), as if an idle vCPU had to be
+#: scheduled back onto a core of its own
+FMA_WARMUP_S = 2.0
+#: elements per thread that the FMA loop works on: 1 KiB, L1-resident
+FMA_ELEMENTS = 256
+#: distance between two threads' arrays, in elements (16 KiB): with the arrays side by side
+#: the 2-thread loop read 132-140 GFLOP/s here, 4 KiB or more apart 151-161 (same process)
+FMA_STRIDE = 4096
+
+
 @njit(parallel=True, fastmath=True, cache=True)
 def _fma_threads(n, acc, x, y):  # pragma: no cover - JIT
     for t in prange(acc.shape[0]):
-        _fma_chain(n, acc[t], x, y)
+        _fma_chain(n, acc[t, :FMA_ELEMENTS], x, y)
     return acc.sum()
 
 
@@ -60,10 +71,12 @@ def _repeat(fn: Callable[[], float], repeats: int) -> Repeats:
     return Repeats([fn() for _ in range(repeats)])
 
 
-def fma_peak(threads: int, repeats: int = 5, seconds: float = 0.3) -> tuple[Repeats, float]:
-    """FP32 FLOP/s of the FMA micro-kernel on ``threads`` threads; returns (rates, FLOP/call)."""
-    m = 256  # elements per thread: 1 KiB, L1-resident
-    acc = np.ones((threads, m), np.float32)
+def fma_peak(threads: int, repeats: int = 5, seconds: float = 0.3,
+             warmup_s: float = FMA_WARMUP_S) -> tuple[Repeats, float]:
+    """FP32 FLOP/s of the FMA micro-kernel on ``threads`` threads, after ``warmup_s`` seconds of
+    untimed loops; returns (rates, FLOP per timed call of ~``seconds``)."""
+    m = FMA_ELEMENTS
+    acc = np.ones((threads, FMA_STRIDE), np.float32)
     _fma_threads(1, acc, _X, _Y)
     t0 = time.perf_counter()
     _fma_threads(2000, acc, _X, _Y)
@@ -76,6 +89,9 @@ def fma_peak(threads: int, repeats: int = 5, seconds: float = 0.3) -> tuple[Repe
         _fma_threads(n, acc, _X, _Y)
         return flop / (time.perf_counter() - t)
 
+    until = time.perf_counter() + warmup_s
+    while time.perf_counter() < until:
+        run()
     return _repeat(run, repeats), flop
 
 
