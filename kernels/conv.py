@@ -5,7 +5,9 @@ Algorithm: a Numba-parallel ``im2col`` lays the receptive fields of a chunk of i
 multiply-adds; small layers thus make one large GEMM. The forward's columns are kept for the
 weight gradient when they fit ``COLUMN_CACHE_BYTES`` (else recomputed); the stride-1 data
 gradient is the convolution of the output gradient with the flipped kernel, other strides
-scatter column gradients back with ``col2im``.
+scatter column gradients back with ``col2im``. The GEMM's (C, images*pixels) results go to
+NCHW, and NCHW gradients to (C, images*pixels), in one pass that also adds the bias or sums
+its gradient (:func:`unfold`, :func:`fold`).
 
 FLOPs: 2 per multiply-add, every kernel tap counted including taps on padded zeros (see
 :mod:`kernels.base`); the bias adds 1 FLOP per output element forward and per output element
@@ -154,10 +156,95 @@ def _bias_grad(dy, out):  # pragma: no cover - JIT
         out[o] = s
 
 
-#: Bias adds and bias gradients of outputs up to this many elements run in numpy on the GEMM's
-#: (C_out, pixels) result, while it is in cache; above it Numba's parallel kernels win. Below
-#: it, a parallel region's start-up cost more than the work (conv5 of HEP at batch 8: 0.7 ms a
-#: step for 0.2 M elements in the two Numba kernels).
+# Layout changes between the GEMM's (channels, images*pixels) matrices and NCHW, fused with the
+# bias (one pass over the output instead of two). Each has a parallel kernel for large layers
+# and a serial twin for small ones, whose work is less than a parallel region's start-up.
+# Two functions, not one compiled twice: Numba's cache keys a function by its name only.
+
+
+@njit(parallel=True, cache=True)
+def _unfold_par(r, bias, y):  # pragma: no cover - JIT
+    """y[b, o, :] = r[o, b*hw:(b+1)*hw] + bias[o] (no bias when ``bias`` is empty)."""
+    m, c, hw = y.shape
+    with_bias = bias.size == c
+    for k in prange(m * c):
+        b = k // c
+        o = k % c
+        bo = bias[o] if with_bias else np.float32(0.0)
+        for p in range(hw):
+            y[b, o, p] = r[o, b * hw + p] + bo
+
+
+@njit(cache=True)
+def _unfold_ser(r, bias, y):  # pragma: no cover - JIT
+    """:func:`_unfold_par` on one thread."""
+    m, c, hw = y.shape
+    with_bias = bias.size == c
+    for o in range(c):
+        bo = bias[o] if with_bias else np.float32(0.0)
+        for b in range(m):
+            for p in range(hw):
+                y[b, o, p] = r[o, b * hw + p] + bo
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
+def _fold_par(dy, out, gb, accumulate):  # pragma: no cover - JIT
+    """out[o, b*hw + p] = dy[b, o, p]; gb[o] = (gb[o] if accumulate else 0) + the sum over
+    b and p (no bias gradient when ``gb`` is empty). Each image's row is summed in float32
+    with reassociation allowed, so that the copy loop stays vectorized, the rows in float64."""
+    m, c, hw = dy.shape
+    with_bias = gb.size == c
+    for o in prange(c):
+        s = 0.0
+        for b in range(m):
+            r = np.float32(0.0)
+            for p in range(hw):
+                v = dy[b, o, p]
+                out[o, b * hw + p] = v
+                r += v
+            s += r
+        if with_bias:
+            gb[o] = (gb[o] if accumulate else 0.0) + s
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def _fold_ser(dy, out, gb, accumulate):  # pragma: no cover - JIT
+    """:func:`_fold_par` on one thread."""
+    m, c, hw = dy.shape
+    with_bias = gb.size == c
+    for o in range(c):
+        s = 0.0
+        for b in range(m):
+            r = np.float32(0.0)
+            for p in range(hw):
+                v = dy[b, o, p]
+                out[o, b * hw + p] = v
+                r += v
+            s += r
+        if with_bias:
+            gb[o] = (gb[o] if accumulate else 0.0) + s
+
+
+_NO_BIAS = np.empty(0, dtype=np.float32)
+
+
+def unfold(r: np.ndarray, bias: np.ndarray | None, y: np.ndarray) -> None:
+    """A GEMM result ``r`` (C, m*HW) into ``y`` (m, C, HW), adding ``bias`` (C,) if given."""
+    b = _NO_BIAS if bias is None else bias
+    (_unfold_ser if y.size <= SMALL_ELEMENTWISE else _unfold_par)(r, b, y)
+
+
+def fold(dy: np.ndarray, out: np.ndarray, gb: np.ndarray | None, accumulate: bool) -> None:
+    """``dy`` (m, C, HW) into ``out`` (C, m*HW); the bias gradient, summed over images and
+    pixels, into ``gb`` (C,) (added to it when ``accumulate``), if given."""
+    g = _NO_BIAS if gb is None else gb
+    (_fold_ser if dy.size <= SMALL_ELEMENTWISE else _fold_par)(dy, out, g, accumulate)
+
+
+#: Layout changes (:func:`fold`, :func:`unfold`) of at most this many elements run on one
+#: thread: waking Numba's pool costs 0.1-0.3 ms per parallel region on this 2-vCPU VM, more
+#: than the work (HEP conv5 at batch 8, 0.2 M elements: unfold + bias 0.04 ms serial, 0.25 ms
+#: parallel; numpy's transposing copy and separate bias add 0.14 ms).
 SMALL_ELEMENTWISE = 1 << 20
 
 #: Conv2d keeps the forward's im2col columns for the backward pass when the whole batch's
@@ -218,13 +305,6 @@ class _ConvBase(Layer):
             buf = self._workspace[key] = np.empty(size, dtype=dtype)
         return buf[:size].reshape(shape)
 
-    def _transposed(self, key: str, a: np.ndarray) -> np.ndarray:
-        """``a`` (m, C, P) as a C-contiguous (C, m*P) scratch array: images side by side."""
-        m, c, p = a.shape
-        out = self._scratch(key, (c, m * p), a.dtype)
-        np.copyto(out.reshape(c, m, p), a.transpose(1, 0, 2))
-        return out
-
     def _chunks(self, n: int, per_image_bytes: int) -> list[tuple[int, int]]:
         m = max(1, min(n, CHUNK_BYTES // max(per_image_bytes, 1)))
         return [(s, min(s + m, n)) for s in range(0, n, m)]
@@ -276,7 +356,6 @@ class Conv2d(_ConvBase):
         k, hw = w2.shape[1], ho * wo
         keep = self.training and n * k * hw * x.itemsize <= COLUMN_CACHE_BYTES
         y = np.empty((n, co, hw), dtype=x.dtype)
-        small_bias = self.bias is not None and y.size <= SMALL_ELEMENTWISE
         kept = []
         for s, e in self._chunks(n, k * hw * x.itemsize):
             key = f"cols{s}" if keep else "cols"
@@ -284,13 +363,9 @@ class Conv2d(_ConvBase):
             im2col(x[s:e], kh, kw, sh, sw, ph, pw, ho, wo, cols)
             r = self._scratch("gemm", (co, (e - s) * hw), x.dtype)
             np.dot(w2, cols, out=r)
-            if small_bias:
-                r += self.bias[:, None]
-            y[s:e] = r.reshape(co, e - s, hw).transpose(1, 0, 2)
+            unfold(r, self.bias, y[s:e])
             if keep:
                 kept.append(cols)
-        if self.bias is not None and not small_bias:
-            _add_bias(y, self.bias)
         self._x = x
         self._cols = kept if keep else None
         return y.reshape(n, co, ho, wo)
@@ -318,7 +393,6 @@ class Conv2d(_ConvBase):
             np.copyto(wf, self.weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
             wf = wf.reshape(ci, -1)
         dx = np.empty_like(x) if self.needs_input_grad else None
-        small_bias = self.bias is not None and dy.size <= SMALL_ELEMENTWISE
         t_data = t_weight = 0.0
         for ci_, (s, e) in enumerate(self._chunks(n, k * hw * x.itemsize)):
             t0 = time.perf_counter()
@@ -328,17 +402,12 @@ class Conv2d(_ConvBase):
             else:
                 cols = self._scratch("cols", (k, m * hw), x.dtype)
                 im2col(x[s:e], kh, kw, sh, sw, ph, pw, ho, wo, cols)
-            dyt = self._transposed("dyt", dy[s:e].reshape(m, co, hw))
+            dyt = self._scratch("dyt", (co, m * hw), x.dtype)
+            fold(dy[s:e].reshape(m, co, hw), dyt, self.grad_bias, s > 0)
             if s == 0:
                 np.dot(dyt, cols.T, out=gw)
             else:
                 gw += np.dot(dyt, cols.T, out=self._scratch("gw", gw.shape, gw.dtype))
-            if small_bias:
-                gb = dyt.sum(axis=1)
-                if s == 0:
-                    self.grad_bias[...] = gb
-                else:
-                    self.grad_bias += gb
             t1 = time.perf_counter()
             t_weight += t1 - t0
             if dx is None:
@@ -347,17 +416,13 @@ class Conv2d(_ConvBase):
                 dcols = self._scratch("dcols", (co * kh * kw, m * h * w), x.dtype)
                 im2col(dy[s:e], kh, kw, 1, 1, kh - 1 - ph, kw - 1 - pw, h, w, dcols)
                 r = np.dot(wf, dcols, out=self._scratch("gemm", (ci, m * h * w), x.dtype))
-                dx[s:e] = r.reshape(ci, m, h, w).transpose(1, 0, 2, 3)
+                unfold(r, None, dx[s:e].reshape(m, ci, h * w))
             else:
                 r = np.dot(w2.T, dyt, out=self._scratch("dcols", (k, m * hw), x.dtype))
                 col2im(r, kh, kw, sh, sw, ph, pw, ho, wo, dx[s:e])
             t_data += time.perf_counter() - t1
-        t0 = time.perf_counter()
-        if self.bias is not None and not small_bias:
-            _bias_grad(dy.reshape(n, co, hw), self.grad_bias)
         self._cols = None
-        self.last_backward_s = {"backward_data": t_data,
-                                "backward_weight": t_weight + time.perf_counter() - t0}
+        self.last_backward_s = {"backward_data": t_data, "backward_weight": t_weight}
         return dx
 
 
@@ -420,7 +485,8 @@ class ConvTranspose2d(_ConvBase):
         y = np.empty((n, co, ho, wo), dtype=x.dtype)
         for s, e in self._chunks(n, w2t.shape[0] * h * w * x.itemsize):
             m = e - s
-            xt = self._transposed("xt", x[s:e].reshape(m, ci, h * w))
+            xt = self._scratch("xt", (ci, m * h * w), x.dtype)
+            fold(x[s:e].reshape(m, ci, h * w), xt, None, False)
             cols = self._scratch("cols", (w2t.shape[0], m * h * w), x.dtype)
             np.dot(w2t, xt, out=cols)
             # the transposed conv's output is the "input image" of the equivalent conv
@@ -448,11 +514,12 @@ class ConvTranspose2d(_ConvBase):
             m = e - s
             cols = self._scratch("cols", (w2.shape[1], m * h * w), x.dtype)
             im2col(dy[s:e], kh, kw, sh, sw, ph, pw, h, w, cols)
-            xt = self._transposed("xt", x[s:e].reshape(m, ci, h * w))
+            xt = self._scratch("xt", (ci, m * h * w), x.dtype)
+            fold(x[s:e].reshape(m, ci, h * w), xt, None, False)
             gw += np.dot(xt, cols.T, out=self._scratch("gw", gw.shape, gw.dtype))
             if dx is not None:
                 r = np.dot(w2, cols, out=self._scratch("gemm", (ci, m * h * w), x.dtype))
-                dx[s:e] = r.reshape(ci, m, h, w).transpose(1, 0, 2, 3)
+                unfold(r, None, dx[s:e].reshape(m, ci, h * w))
         if self.bias is not None:
             _bias_grad(dy.reshape(n, co, ho * wo), self.grad_bias)
         return dx

@@ -86,6 +86,28 @@ def test_im2col_narrow_kernel_equals_row_kernel(n, c, h, w, k, p):
     assert np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("kernel", ["ser", "par"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_fold_and_unfold_kernels_equal_numpy_transposes(kernel, bias):
+    from kernels import conv
+    rng = np.random.default_rng(4)
+    m, c, hw = 3, 5, 7
+    y_ref = rng.standard_normal((m, c, hw)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32) if bias else conv._NO_BIAS
+    r = np.ascontiguousarray(y_ref.transpose(1, 0, 2)).reshape(c, m * hw)
+    y = np.full_like(y_ref, np.nan)
+    getattr(conv, f"_unfold_{kernel}")(r, b, y)
+    assert np.array_equal(y, y_ref + (b[:, None] if bias else 0))
+    out = np.full_like(r, np.nan)
+    gb = np.full(c, 2.0, np.float32) if bias else conv._NO_BIAS
+    getattr(conv, f"_fold_{kernel}")(y_ref, out, gb, True)
+    assert np.array_equal(out, r)
+    if bias:
+        np.testing.assert_allclose(gb, 2.0 + y_ref.sum(axis=(0, 2)), rtol=1e-5, atol=1e-5)
+        getattr(conv, f"_fold_{kernel}")(y_ref, out, gb, False)
+        np.testing.assert_allclose(gb, y_ref.sum(axis=(0, 2)), rtol=1e-5, atol=1e-5)
+
+
 DECONV_CASES = [
     (1, 3, 4, 5, 5, 3, 1, 1, 0),
     (2, 4, 3, 6, 7, 5, 2, 2, 1),
