@@ -7,6 +7,12 @@ min and max kept. Per-layer times come from the same timed steps (a :class:`Laye
 around every layer); a convolution's backward is split into its data and weight parts by the
 kernel's own timers. FLOPs come from the nets' ledger (2 per multiply-add, padded taps
 counted), never from the timing code.
+
+"% of peak" is taken two ways. Against the measured peak: the best the FMA loop or sgemm
+showed before and after the steps (conservative: on a shared machine a step can lose cycles
+that the best probe did not). Paired: each timed step is followed by a short FMA probe, and
+each step's rate is divided by its own probe's, so that a drift of the machine's throughput
+moves both alike; the median over the steps is reported (``paired_peak_fraction`` rows).
 """
 
 from __future__ import annotations
@@ -83,6 +89,31 @@ class StepMeasurement:
     step_s: Repeats
     first_call_s: float
     layer_s: dict[tuple[str, str], Repeats] = field(default_factory=dict)
+    #: FP32 FLOP/s of a short FMA-loop probe run right after each timed step (empty when not
+    #: probed): the machine's rate at the time of that step, for paired "% of peak"
+    probe_flops: list[float] = field(default_factory=list)
+
+    def paired_fraction(self, layer: str, phases: list[str]) -> Repeats | None:
+        """Per timed step, the FLOP/s of ``layer`` over those ``phases`` divided by the FMA
+        probe that followed that step; None without probes. On a shared machine whose
+        throughput drifts, this pairs each rate with the machine's rate of the same moment
+        (a fraction of 1, not a percentage)."""
+        reps = [self.layer_s[(layer, ph)] for ph in phases if (layer, ph) in self.layer_s]
+        n = len(self.probe_flops)
+        if not n or not reps or any(len(r.samples) != n for r in reps):
+            return None
+        flop = sum(self.phase_flop(layer, ph) for ph in phases if (layer, ph) in self.layer_s)
+        t = [sum(r.samples[i] for r in reps) for i in range(n)]
+        if not flop or min(t) <= 0:
+            return None
+        return Repeats([flop / t[i] / self.probe_flops[i] for i in range(n)])
+
+    def paired_step_fraction(self) -> Repeats | None:
+        """:meth:`paired_fraction` for the whole step (its FLOP over each step's time)."""
+        steps = self.step_s.samples
+        if not self.probe_flops or len(steps) != len(self.probe_flops):
+            return None
+        return Repeats([self.ledger.step_flop / t / p for t, p in zip(steps, self.probe_flops)])
 
     @property
     def samples_per_s(self) -> float:
@@ -118,6 +149,10 @@ class StepMeasurement:
                 out.append(make_row(base, metric="flop_rate", value=flop / rep.median,
                                     unit="FLOP/s", min=flop / rep.max, max=flop / rep.min,
                                     **kw))
+            paired = self.paired_fraction(layer, [phase]) if flop else None
+            if paired:
+                out.append(make_row(base, metric="paired_peak_fraction", value=paired.median,
+                                    unit="1", min=paired.min, max=paired.max, **kw))
         st = self.step_s
         kw = dict(common, what="step", phase="step", flop=float(self.ledger.step_flop),
                   repeats=len(st.samples))
@@ -131,6 +166,16 @@ class StepMeasurement:
         out.append(make_row(base, metric="flop_rate", value=self.flop_rate, unit="FLOP/s",
                             min=self.ledger.step_flop / st.max,
                             max=self.ledger.step_flop / st.min, **kw))
+        paired = self.paired_step_fraction()
+        if paired:
+            out.append(make_row(base, metric="paired_peak_fraction", value=paired.median,
+                                unit="1", min=paired.min, max=paired.max, **kw))
+        if self.probe_flops:
+            pr = Repeats(self.probe_flops)
+            out.append(make_row(base, what="probe", subject="fma", metric="flop_rate",
+                                value=pr.median, unit="FLOP/s", min=pr.min, max=pr.max,
+                                repeats=len(pr.samples), batch=self.batch,
+                                image_size=self.image_size, implementation="numba"))
         out.append(make_row(base, what="compile", metric="time", stat="single",
                             value=max(self.first_call_s - st.median, 0.0), unit="s",
                             **dict(common, phase="step")))
@@ -161,8 +206,11 @@ def _layer_phases(net: kernels.Net, timer: LayerTimer) -> dict[tuple[str, str], 
 
 
 def measure_step(net: kernels.Net, batch: int, repeats: int = 5, warmup: int = 1,
-                 seed: int = 0, progress: Progress | None = None) -> StepMeasurement:
-    """Time ``repeats`` training steps of ``net`` at ``batch`` after ``warmup`` steps."""
+                 seed: int = 0, progress: Progress | None = None,
+                 probe: Callable[[], float] | None = None) -> StepMeasurement:
+    """Time ``repeats`` training steps of ``net`` at ``batch`` after ``warmup`` steps; with
+    ``probe`` (a callable returning FLOP/s, e.g. :func:`fma_probe`), run it after each timed
+    step, outside the step's time."""
     x, y = synthetic_batch(net, batch, seed)
     lr = 1e-4  # small, so that repeated steps on one batch stay finite
     t0 = time.perf_counter()
@@ -171,6 +219,7 @@ def measure_step(net: kernels.Net, batch: int, repeats: int = 5, warmup: int = 1
     for _ in range(max(warmup - 1, 0)):
         net.train_step(x, y, lr=lr)
     steps: list[float] = []
+    probes: list[float] = []
     per_layer: dict[tuple[str, str], list[float]] = {}
     timer = LayerTimer()
     for i in range(repeats):
@@ -180,12 +229,34 @@ def measure_step(net: kernels.Net, batch: int, repeats: int = 5, warmup: int = 1
         steps.append(time.perf_counter() - t0)
         for key, sec in _layer_phases(net, timer).items():
             per_layer.setdefault(key, []).append(sec)
+        if probe is not None:
+            probes.append(probe())
         if progress:
             progress(f"{getattr(net, 'name', '?')} batch {batch}: step {i + 1}/{repeats}")
     return StepMeasurement(net=getattr(net, "name", type(net).__name__), batch=batch,
                            image_size=int(net.input_shape[1]), ledger=net.ledger(batch),
                            step_s=Repeats(steps), first_call_s=first,
-                           layer_s={k: Repeats(v) for k, v in per_layer.items()})
+                           layer_s={k: Repeats(v) for k, v in per_layer.items()},
+                           probe_flops=probes)
+
+
+#: the FMA probe after each timed step: this many timed calls of about this many seconds,
+#: the best kept (the first call after a step can still find a core slow to ramp up)
+PROBE_REPEATS = 3
+PROBE_SECONDS = 0.15
+
+
+def fma_probe(threads: int, quick: bool = False) -> Callable[[], float]:
+    """A callable that measures the FMA loop on ``threads`` threads briefly (no warm-up: it
+    runs right after a step has kept the cores busy) and returns its best FLOP/s."""
+    from . import peak
+
+    seconds = 0.05 if quick else PROBE_SECONDS
+
+    def run() -> float:
+        return peak.fma_peak(threads, PROBE_REPEATS, seconds=seconds, warmup_s=0.0)[0].max
+
+    return run
 
 
 def peak_rows(base: dict[str, Any], threads: int, repeats: int = 5, quick: bool = False

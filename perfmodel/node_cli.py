@@ -87,7 +87,9 @@ def _run_node(args: argparse.Namespace) -> int:
     sweep = []
     for b in batches:
         net = N.build_net(args.net, args.image_size, filters=args.filters)
-        m = N.measure_step(net, b, repeats=args.repeats, warmup=args.warmup, progress=bar)
+        probe = N.fma_probe(args.threads, args.quick) if b == args.batch else None
+        m = N.measure_step(net, b, repeats=args.repeats, warmup=args.warmup, progress=bar,
+                           probe=probe)
         writer.add(m.rows(base))
         sweep.append(m)
         if b == args.batch:
@@ -175,8 +177,10 @@ def _summary(args, m: N.StepMeasurement, sweep, best, peer, out: Path) -> str:
         ms = {ph: f"{rep.median * 1e3:.1f}" for ph, rep in phases}
         bwd = ms.get("backward") or "/".join(ms.get(k, "-") for k in ("backward_data",
                                                                        "backward_weight"))
+        paired = m.paired_fraction(r.name, [ph for ph, _ in phases]) if flop else None
         row = [r.name, ms.get("forward", "-"), bwd, f"{flop / t / 1e9:.1f}" if flop else "-",
-               f"{100 * flop / t / peak:.0f}%" if flop else "-", f"{ai:.1f}",
+               f"{100 * flop / t / peak:.0f}%" if flop else "-",
+               f"{100 * paired.median:.0f}%" if paired else "-", f"{ai:.1f}",
                f"{100 * (flop / t) / bound:.0f}%" if flop and bound else "-"]
         if peer:
             for layout in ("torch-nchw", "torch-channels-last"):
@@ -185,18 +189,26 @@ def _summary(args, m: N.StepMeasurement, sweep, best, peer, out: Path) -> str:
                          if (r.name, ph) in lay)
                 row.append(f"{tt / t:.2f}" if t else "-")
         rows.append(row)
-    headers = ["layer", "fwd ms", "bwd ms (data/wt)", "GFLOP/s", "% peak", "FLOP/B",
-               "% roofline"]
+    headers = ["layer", "fwd ms", "bwd ms (data/wt)", "GFLOP/s", "% peak", "% paired",
+               "FLOP/B", "% roofline"]
     if peer:
         headers += ["torch/ours nchw", "torch/ours cl"]
     lines.append(table(headers, rows))
+    probes = m.probe_flops
+    if probes:
+        lines.append(f"(% paired: each step's rate over an FMA probe run right after it, "
+                     f"median of the steps; probes {min(probes) / 1e9:.0f}-"
+                     f"{max(probes) / 1e9:.0f} GFLOP/s)")
     lines.append(f"(roofline ridge at {ridge:.1f} FLOP/B; ratios > 1: ours faster; torch "
                  "per-layer times taken layer by layer in isolation)")
     lines.append("")
+    ps = m.paired_step_fraction()
+    paired_step = f" ({100 * ps.median:.0f}% paired)" if ps else ""
     lines.append(f"step: {m.step_s.median:.3f} s (min {m.step_s.min:.3f}, max "
                  f"{m.step_s.max:.3f}), {m.samples_per_s:.2f} samples/s, "
                  f"{m.flop_rate / 1e9:.1f} GFLOP/s = {100 * m.flop_rate / peak:.0f}% of the "
-                 f"measured peak ({m.ledger.step_flop / m.batch / 1e9:.2f} GFLOP per sample); "
+                 f"measured peak{paired_step} ({m.ledger.step_flop / m.batch / 1e9:.2f} GFLOP "
+                 f"per sample); "
                  f"first call +{max(m.first_call_s - m.step_s.median, 0):.2f} s (JIT)")
     for layout, (step, _) in peer.items():
         lines.append(f"{layout}: {step.median:.3f} s, {m.batch / step.median:.2f} samples/s; "
@@ -217,6 +229,11 @@ def _json_summary(args, m: N.StepMeasurement, sweep, best, peer, out: Path) -> d
         "fma_1thread_flops": best.get("fma_1thread"),
         "placement_warning": N.placement_warning(best, args.threads),
         "triad_bandwidth_Bps": best["triad"],
+        "fma_probe_flops": m.probe_flops,
+        "paired_peak_fraction": {
+            r.name: p.median for r in m.ledger
+            if (p := m.paired_fraction(r.name, ["forward", "backward_data", "backward_weight",
+                                                "backward"])) is not None},
         "step_time_s": m.step_s.median, "samples_per_s": m.samples_per_s,
         "step_flops": m.flop_rate,
         "rate_vs_batch": [{"batch": s.batch, "samples_per_s": s.samples_per_s,

@@ -30,11 +30,14 @@ COLUMNS: list[tuple[str, type, str]] = [
     ("run_id", str, "identifier shared by the rows of one run"),
     ("time_utc", str, "ISO-8601 UTC time the measurement finished"),
     ("what", str, "measurement family: layer, step, peak, bandwidth, placement (the FMA loop "
-                  "on 1 thread, to tell shared cores), compile, ratio, ..."),
+                  "on 1 thread, to tell shared cores), probe (the short FMA loop after each "
+                  "timed step, stat median over the steps), compile, ratio, ..."),
     ("subject", str, "what was measured: a net name (hep, climate) or a micro-kernel"),
     ("layer", str, "ledger name of the layer ('' for whole-step or machine rows)"),
     ("phase", str, "forward, backward_data, backward_weight, backward, update, loss, step"),
-    ("metric", str, "time, flop_rate, sample_rate, bandwidth, ratio"),
+    ("metric", str, "time, flop_rate, sample_rate, bandwidth, ratio, paired_peak_fraction "
+                    "(per timed step, the rate over the FMA probe run right after it, median "
+                    "over the steps; the probes are the 'probe' rows)"),
     ("value", float, "the aggregate (see 'stat') of the repetitions, in 'unit'"),
     ("unit", str, "s, FLOP/s, samples/s, B/s, 1"),
     ("stat", str, "how repetitions were aggregated: median, mean, max, min, single, sum, "

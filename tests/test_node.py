@@ -85,13 +85,35 @@ def test_measure_step_ledger_and_phases():
     assert math.isclose(step_rate["value"], m.ledger.step_flop / m.step_s.median)
 
 
+def test_paired_fraction_divides_each_step_by_its_own_probe():
+    net = build_net("hep", 32)
+    probes = iter([100e9, 50e9, 200e9])
+    m = measure_step(net, batch=2, repeats=3, probe=lambda: next(probes))
+    assert m.probe_flops == [100e9, 50e9, 200e9]
+    phases = ["forward", "backward_data", "backward_weight"]
+    flop = sum(m.phase_flop("conv2", ph) for ph in phases)
+    t = [sum(m.layer_s[("conv2", ph)].samples[i] for ph in phases) for i in range(3)]
+    want = sorted(flop / t[i] / p for i, p in enumerate([100e9, 50e9, 200e9]))[1]
+    assert math.isclose(m.paired_fraction("conv2", phases).median, want)
+    step = m.paired_step_fraction()
+    assert math.isclose(step.samples[1], m.ledger.step_flop / m.step_s.samples[1] / 50e9)
+    rows = m.rows(run_base(1))
+    assert [r for r in rows if r["what"] == "probe"][0]["value"] == 100e9
+    assert any(r["metric"] == "paired_peak_fraction" and r["layer"] == "conv2" for r in rows)
+    unprobed = measure_step(net, batch=2, repeats=1)
+    assert unprobed.paired_fraction("conv2", phases) is None
+    assert not any(r["metric"] == "paired_peak_fraction" for r in unprobed.rows(run_base(1)))
+
+
 def test_quick_run_writes_a_valid_file(tmp_path, capsys):
     out = tmp_path / "node.csv"
     rc = main(["node", "--quick", "--image-size", "32", "--sweep", "1,2", "--repeats", "1",
                "--threads", "1", "-o", str(out), "--no-progress", "--json"])
     assert rc == 0
     df = R.read_results(out)
-    assert set(df["what"]) >= {"peak", "bandwidth", "layer", "step", "compile"}
+    assert set(df["what"]) >= {"peak", "bandwidth", "layer", "step", "compile", "probe"}
+    paired = df[(df.metric == "paired_peak_fraction") & (df.batch == 8)]
+    assert len(paired) and (paired.value > 0).all() and (paired.unit == "1").all()
     steps = df[(df.what == "step") & (df.metric == "sample_rate")]
     assert sorted(steps["batch"]) == [1, 2, 8]
     assert (df["threads"] == 1).all() and (df["ranks"] == 1).all()
