@@ -8,8 +8,6 @@ argument parser, its module imported only when it runs; user mistakes raise
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -232,11 +230,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"perfmodel {args.command}: interrupted; finished measurements are in the "
               "results file", file=sys.stderr)
         return 130
-
-
-def default_output(kind: str, net: str) -> str:
-    stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
-    return os.path.join("results", f"{kind}-{net}-{stamp}.csv")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,12 +6,17 @@
   (QCD-like) events carry 2-4 jets with a steep energy fall-off plus soft pile-up. The jet
   counts overlap in total energy, so a classifier must learn the pattern, not the sum. Each
   channel is normalized by its maximum over the data set, as the original preprocessing does.
+  ``difficulty`` (0..1, default 0) makes the classes harder to tell apart: background jet
+  counts reach up to 4 + round(3 d) and signal ones down to 5 - round(2 d), so multiplicities
+  overlap, and pile-up grows denser and harder (density 0.02 (1 + 4 d), mean energy
+  0.2 (1 + 4 d)). At 0 the events are exactly those of generator version 1.
 * Climate: 16 channels of smooth random fields (low-frequency noise) carrying storms of 4
   classes (tropical depression, tropical cyclone, extra-tropical cyclone, atmospheric river),
   each a shape with its own channel signature and a bounding box; only a fraction of the images
   is labelled (semi-supervised). Targets are stored on the detection grid of the climate net.
 
-Shards: ``shard_00000.h5`` ... each with datasets ``x`` (N, C, H, W) float32 and ``y`` (HEP
+Shards: ``shard_00000.h5`` ... (training; each rank reads shard rank mod shards) and
+``val.h5`` (held-out events, drawn from their own seed stream, never trained on) each with datasets ``x`` (N, C, H, W) float32 and ``y`` (HEP
 labels) or ``obj``/``cls``/``box``/``labelled`` (climate), plus attributes naming the generator,
 seed and sizes. Each MPI rank reads its own shard (rank mod shards) through
 :class:`ShardReader`, which prefetches the next batch on a thread and measures how long the
@@ -34,16 +39,21 @@ CLIMATE_CLASSES = ("tropical_depression", "tropical_cyclone", "extratropical_cyc
                    "atmospheric_river")
 
 
-def hep_events(n: int, image_size: int, rng: np.random.Generator
+def hep_events(n: int, image_size: int, rng: np.random.Generator, difficulty: float = 0.0
                ) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y): n events of 3 x image_size x image_size, unnormalized; y = 1 for signal."""
+    """(x, y): n events of 3 x image_size x image_size, unnormalized; y = 1 for signal.
+    ``difficulty`` in [0, 1]: class overlap and pile-up (see the module docstring)."""
+    if not 0.0 <= difficulty <= 1.0:
+        raise ValueError(f"difficulty={difficulty} is out of range (allowed 0..1)")
     s = image_size
+    sig_lo, bkg_hi = 5 - round(2 * difficulty), 4 + round(3 * difficulty)
+    pile_density, pile_energy = 0.02 * (1 + 4 * difficulty), 0.2 * (1 + 4 * difficulty)
     y = rng.integers(0, 2, n)
     x = np.zeros((n, 3, s, s), np.float32)
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
     for i in range(n):
         sig = y[i] == 1
-        n_jets = rng.integers(5, 9) if sig else rng.integers(2, 5)
+        n_jets = rng.integers(sig_lo, 9) if sig else rng.integers(2, bkg_hi + 1)
         total = rng.gamma(4.0, 25.0)
         if sig:
             e = rng.dirichlet(np.full(n_jets, 4.0)) * total
@@ -57,7 +67,7 @@ def hep_events(n: int, image_size: int, rng: np.random.Generator
             x[i, 0] += e[j] * blob
             x[i, 1] += rng.uniform(0.2, 0.9) * e[j] * blob
             x[i, 2] += rng.poisson(max(e[j] / 5.0, 0.5)) * blob
-        x[i, 0] += rng.exponential(0.2, (s, s)) * (rng.random((s, s)) < 0.02)  # pile-up
+        x[i, 0] += rng.exponential(pile_energy, (s, s)) * (rng.random((s, s)) < pile_density)
         x[i, 1] = np.where(x[i, 0] > 1e-6, x[i, 1] / np.maximum(x[i, 0], 1e-6), 0.0)
     # calorimeter images are sparse with exact zeros; the Gaussian tails would otherwise leave
     # denormal floats, which x86 computes on dozens of times slower
@@ -106,10 +116,16 @@ def climate_events(n: int, image_size: int, grid: tuple[int, int], labelled_frac
     return dict(x=x, obj=obj, cls=cls, box=box, labelled=labelled)
 
 
+VAL_FILE = "val.h5"
+VAL_STREAM = 2**20  # seed-stream index of the held-out events (training shards use 0, 1, ...)
+
+
 def write_dataset(out: str | os.PathLike, net: str, samples: int, image_size: int,
                   shards: int = 1, seed: int = 0, labelled_fraction: float = 0.5,
-                  progress=None) -> list[Path]:
-    """Generate ``samples`` events into ``shards`` HDF5 files (written atomically)."""
+                  progress=None, difficulty: float = 0.0, val_samples: int = 0
+                  ) -> list[Path]:
+    """Generate ``samples`` training events into ``shards`` HDF5 files and ``val_samples``
+    held-out events into ``val.h5`` (each file written atomically); returns the paths."""
     import h5py
 
     out = Path(out)
@@ -117,10 +133,13 @@ def write_dataset(out: str | os.PathLike, net: str, samples: int, image_size: in
     per = [samples // shards + (1 if i < samples % shards else 0) for i in range(shards)]
     paths = []
     norm = None
-    for k, n in enumerate(per):
+    jobs = [(f"shard_{k:05d}.h5", k, n) for k, n in enumerate(per)]
+    if val_samples:
+        jobs.append((VAL_FILE, VAL_STREAM, val_samples))
+    for name, k, n in jobs:
         rng = np.random.default_rng([seed, k])
         if net == "hep":
-            x, y = hep_events(n, image_size, rng)
+            x, y = hep_events(n, image_size, rng, difficulty)
             if norm is None:  # per-channel maxima of the first shard normalize every shard
                 norm = np.maximum(x.max(axis=(0, 2, 3)), 1e-12)
             arrays: dict[str, Any] = dict(x=(x / norm[None, :, None, None]).astype(np.float32),
@@ -131,18 +150,54 @@ def write_dataset(out: str | os.PathLike, net: str, samples: int, image_size: in
             grid = kernels.climate_net(image_size, filters=(1,) * 6,
                                        decoder_filters=(1,) * 4).grid_shape()[2:]
             arrays = climate_events(n, image_size, grid, labelled_fraction, rng)
-        path = out / f"shard_{k:05d}.h5"
+        path = out / name
         tmp = path.with_suffix(".h5.tmp")
         with h5py.File(tmp, "w") as f:
             for name, a in arrays.items():
                 f.create_dataset(name, data=a)
             f.attrs.update(net=net, seed=seed, shard=k, shards=shards, samples=n,
-                           image_size=image_size, generator_version=GENERATOR_VERSION)
+                           image_size=image_size, generator_version=GENERATOR_VERSION,
+                           difficulty=difficulty, held_out=name == VAL_FILE)
         os.replace(tmp, path)
         paths.append(path)
         if progress:
-            progress(f"shard {k + 1}/{shards}")
+            progress(name)
     return paths
+
+
+def dataset_matches(folder: str | os.PathLike, difficulty: float = 0.0,
+                    need_val: bool = False) -> bool:
+    """True when ``folder`` holds shards of this generator at ``difficulty`` (and the held-out
+    file when ``need_val``): a sweep reuses such a data set and regenerates any other."""
+    import h5py
+
+    folder = Path(folder)
+    shards = sorted(folder.glob("shard_*.h5"))
+    if not shards or (need_val and not (folder / VAL_FILE).exists()):
+        return False
+    with h5py.File(shards[0], "r") as f:
+        return (int(f.attrs.get("generator_version", 0)) == GENERATOR_VERSION
+                and float(f.attrs.get("difficulty", 0.0)) == float(difficulty))
+
+
+def load_held_out(folder: str | os.PathLike, samples: int | None = None
+                  ) -> tuple[np.ndarray, Any] | None:
+    """The held-out events of ``folder/val.h5`` (at most ``samples``) as (x, targets), or None
+    when the data set has none."""
+    import h5py
+
+    path = Path(folder) / VAL_FILE
+    if not path.exists():
+        return None
+    with h5py.File(path, "r") as f:
+        n = int(f["x"].shape[0]) if samples is None else min(samples, int(f["x"].shape[0]))
+        x = f["x"][:n]
+        if f.attrs["net"] == "hep":
+            return x, f["y"][:n]
+        from kernels import DetectionTarget
+
+        return x, DetectionTarget(obj=f["obj"][:n], cls=f["cls"][:n], box=f["box"][:n],
+                                  labelled=f["labelled"][:n])
 
 
 class ShardReader:

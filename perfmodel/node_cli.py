@@ -68,7 +68,7 @@ def run_node(args: argparse.Namespace) -> int:
 
 
 def _run_node(args: argparse.Namespace) -> int:
-    from .cli import default_output
+    from .ui import default_output
 
     kernels.set_num_threads(args.threads)
     out = Path(args.output or default_output("node", args.net))

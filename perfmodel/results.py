@@ -31,7 +31,14 @@ COLUMNS: list[tuple[str, type, str]] = [
     ("time_utc", str, "ISO-8601 UTC time the measurement finished"),
     ("what", str, "measurement family: layer, step, peak, bandwidth, placement (the FMA loop "
                   "on 1 thread, to tell shared cores), probe (the short FMA loop after each "
-                  "timed step, stat median over the steps), compile, ratio, ..."),
+                  "timed step, stat median over the steps), compile, ratio; from the harness: "
+                  "run, iteration, loss, staleness (phase 'tau=K': the fraction of updates "
+                  "K updates stale), ps, eval (held-out loss, accuracy, smoothed loss, mean "
+                  "training loss since the last evaluation), noise (gradient noise terms and "
+                  "B_simple per evaluation interval), target (updates, samples, steps and "
+                  "seconds to the target loss; stat 'reached' or 'censored': the run hit its "
+                  "step cap first, a lower bound), hyper (lr, momentum, batches, warm-up, ...); "
+                  "from fits: convergence_fit, ..."),
     ("subject", str, "what was measured: a net name (hep, climate) or a micro-kernel"),
     ("layer", str, "ledger name of the layer ('' for whole-step or machine rows)"),
     ("phase", str, "forward, backward_data, backward_weight, backward, update, loss, step"),
@@ -41,7 +48,8 @@ COLUMNS: list[tuple[str, type, str]] = [
     ("value", float, "the aggregate (see 'stat') of the repetitions, in 'unit'"),
     ("unit", str, "s, FLOP/s, samples/s, B/s, 1"),
     ("stat", str, "how repetitions were aggregated: median, mean, max, min, single, sum, "
-                  "sustained (a run's mean rate), peak (its best iterations), fit"),
+                  "sustained (a run's mean rate), peak (its best iterations), fit, reached, "
+                  "censored"),
     ("min", float, "smallest repetition, in 'unit'"),
     ("max", float, "largest repetition, in 'unit'"),
     ("repeats", int, "number of timed repetitions (warm-up excluded)"),
@@ -153,11 +161,50 @@ class ResultsWriter:
         _atomic_write_text(self.path, buf.getvalue())
 
 
+class ResultsStream:
+    """Appends rows to a results file as they finish: each :meth:`add` writes whole lines in
+    one call, then flushes and syncs, so a killed run leaves every finished row readable (a
+    line torn by a kill mid-write is the last one, and :func:`read_results` drops it). For long
+    runs (convergence), where rewriting the whole file after each measurement would cost more
+    than the measurement."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and self.path.stat().st_size:
+            with open(self.path, newline="") as f:
+                head = f.readline().rstrip("\r\n").split(",")
+            if head != NAMES:
+                raise ResultsError(f"{self.path}: not a results file of schema "
+                                   f"v{SCHEMA_VERSION}; refusing to append to it")
+            self._torn_tail()
+        else:
+            _atomic_write_text(self.path, ",".join(NAMES) + "\n")
+
+    def _torn_tail(self) -> None:
+        """Cut a line left unfinished by an earlier killed writer, so appends start clean."""
+        with open(self.path, "rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.seek(0)
+                data = f.read()
+                f.truncate(data.rfind(b"\n") + 1)
+
+    def add(self, rows: Iterable[dict[str, Any]]) -> None:
+        buf = io.StringIO()
+        csv.DictWriter(buf, fieldnames=NAMES, lineterminator="\n").writerows(rows)
+        with open(self.path, "a", newline="") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+
+
 def read_results(path: str | os.PathLike) -> pd.DataFrame:
     """Read and validate a results file into one tidy DataFrame.
 
     Raises ResultsError naming the file and what is wrong (missing, empty, not CSV, missing or
-    unknown columns, values of the wrong type).
+    unknown columns, values of the wrong type). A last line without its newline (a writer killed
+    mid-line) is dropped: every finished row stays readable.
     """
     p = Path(path)
     if not p.exists():
@@ -165,7 +212,11 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
     if p.stat().st_size == 0:
         raise ResultsError(f"{p}: the file is empty (no header, no rows)")
     try:
-        df = pd.read_csv(p, keep_default_na=False, na_values=["nan", "NaN"], dtype=str)
+        raw = p.read_bytes()
+        if not raw.endswith(b"\n") and b"\n" in raw:
+            raw = raw[:raw.rfind(b"\n") + 1]
+        df = pd.read_csv(io.BytesIO(raw), keep_default_na=False, na_values=["nan", "NaN"],
+                         dtype=str)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
         raise ResultsError(f"{p}: not a results CSV ({str(e).splitlines()[0]})") from None
     missing = [n for n in NAMES if n not in df.columns]

@@ -42,3 +42,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     out = [line, "-" * len(line)]
     out += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
     return "\n".join(out)
+
+
+def default_output(kind: str, net: str) -> str:
+    """results/KIND-NET-YYYYmmddTHHMMSS.csv: where a command writes when not told."""
+    import datetime as dt
+    import os
+
+    stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+    return os.path.join("results", f"{kind}-{net}-{stamp}.csv")

@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         comm.Barrier()
         return 2
     from ..provenance import run_base
-    from ..results import ResultsWriter
-    from .rows import run_rows
+    from ..results import ResultsStream
+    from .rows import Progress, run_rows
     from .train import build_net, run
 
     # the job's cores: the union of the ranks' affinity masks (a pinned rank sees only its own)
@@ -45,25 +45,79 @@ def main(argv: list[str] | None = None) -> int:
 
     cores_seen = comm.allgather(sorted(os.sched_getaffinity(0)))
     job_cores = len(set().union(*map(set, cores_seen)))
-    traces, net, layout = run(cfg, comm)
-    if net is not None and cfg.save_weights and comm.rank == 0:
-        np.savez(cfg.save_weights, **net.state())
+    problem = _data_problem(cfg) if comm.rank == 0 else None
+    problem = comm.bcast(problem, root=0)
+    if problem:
+        if comm.rank == 0:
+            print(f"perfmodel harness: error: {problem}", file=sys.stderr, flush=True)
+        comm.Barrier()
+        return 2
+    stream = on_eval = None
     if comm.rank == 0:
         lib = MPI.Get_library_version().strip().splitlines()[0]
         base = run_base(cfg.threads, ranks=comm.size, mpi_library=lib)
         base["cores"] = job_cores
         base["functional"] = cfg.functional or comm.size * cfg.threads > job_cores
         model = build_net(cfg)
-        layout["subject"] = getattr(model, "name", cfg.net)
-        rows = run_rows(cfg, traces, layout, base, float(model.ledger(1).train_flop))
+        workers = comm.size - cfg.param_servers
+        groups = workers if cfg.strategy == "async" else cfg.groups
+        layout0 = dict(workers=workers, groups=groups, per_group=workers // groups,
+                       servers=cfg.param_servers, subject=getattr(model, "name", cfg.net))
         if cfg.output:
-            ResultsWriter(cfg.output, append=True).add(rows)
+            stream = ResultsStream(cfg.output)
+            progress = Progress(cfg, layout0, base)
+
+            def on_eval(trace) -> None:
+                stream.add(progress.rows(trace))
+    traces, net, layout = run(cfg, comm, on_eval)
+    if net is not None and cfg.save_weights and comm.rank == 0:
+        np.savez(cfg.save_weights, **net.state())
+    if comm.rank == 0:
+        layout["subject"] = layout0["subject"]
+        streamed = 0
+        if stream:
+            stream.add(progress.rows(traces[0]))  # what finished after the last evaluation
+            streamed = progress.iterations
+        rows = run_rows(cfg, traces, layout, base, float(model.ledger(1).train_flop),
+                        streamed=streamed, difficulty=_difficulty(cfg.data))
+        if stream:
+            stream.add(rows)
         rate = [r for r in rows if r["what"] == "run" and r["metric"] == "sample_rate"]
+        tgt = traces[0].target
+        reach = ""
+        if tgt:
+            reach = (f"; target {cfg.target_loss:g} {'reached' if tgt['reached'] else 'NOT reached (censored)'}"
+                     f" after {tgt['updates']} updates")
         print(f"{cfg.strategy} ranks={comm.size} groups={layout['groups']} "
               f"servers={layout['servers']}: {rate[0]['value']:.2f} samples/s sustained, "
-              f"{rate[1]['value']:.2f} peak" + (f" -> {cfg.output}" if cfg.output else ""),
+              f"{rate[1]['value']:.2f} peak{reach}" + (f" -> {cfg.output}" if cfg.output else ""),
               flush=True)
     return 0
+
+
+def _data_problem(cfg) -> str | None:
+    """What is wrong with the data folder for this run, or None."""
+    from pathlib import Path
+
+    from ..data import VAL_FILE
+
+    d = Path(cfg.data)
+    if not any(d.glob("shard_*.h5")):
+        return f"--data={cfg.data}: no shard_*.h5 there (make them with perfmodel data)"
+    if cfg.eval_every and not (d / VAL_FILE).exists():
+        return (f"--eval-every needs held-out events in {d / VAL_FILE} (perfmodel data "
+                "--val-samples N)")
+    return None
+
+
+def _difficulty(data: str) -> float:
+    from pathlib import Path
+
+    import h5py
+
+    shards = sorted(Path(data).glob("shard_*.h5"))
+    with h5py.File(shards[0], "r") as f:
+        return float(f.attrs.get("difficulty", 0.0))
 
 
 if __name__ == "__main__":

@@ -81,6 +81,25 @@ class HarnessConfig:
     filters: int = 128              # HEP conv width (scaled variants for small machines)
     shuffle: bool = True            # False: every rank reads its shard in file order
     inject_fault: str = ""          # for fault tests: raise|kill|hang:RANK:STEP
+    eval_every: int = 0             # steps between held-out evaluations (0: none)
+    eval_samples: int = 256         # held-out events per evaluation (from DATA/val.h5)
+    smooth: float = 0.5             # EMA weight of the newest evaluation in the smoothed loss
+    target_loss: float = 0.0        # stop when the smoothed held-out loss reaches it (0: off)
+    max_steps: int = 0              # cap on timed steps with a target (0: --steps)
+    lr_warmup: int = 0              # steps of linear learning-rate warm-up (0: none)
+    noise_scale: bool = False       # estimate the gradient noise scale B_simple
+    trace_every: int = 1            # per-iteration rows for every N-th step (1: all)
+
+    @property
+    def step_cap(self) -> int:
+        """Timed steps a run may take: --max-steps with a target, else --steps."""
+        return self.max_steps if self.target_loss > 0 and self.max_steps > 0 else self.steps
+
+    def lr_at(self, update: int) -> float:
+        """Learning rate of the ``update``-th update (0-based): linear warm-up, then flat."""
+        if self.lr_warmup > 0 and update < self.lr_warmup:
+            return self.lr * (update + 1) / self.lr_warmup
+        return self.lr
 
     def workers(self, size: int) -> int:
         return size - self.param_servers
@@ -124,6 +143,23 @@ def validate(cfg: HarnessConfig, ranks: int, cores: int | None = None) -> None:
                 or not all(x.isdigit() for x in parts[1:]):
             raise UserError(f"inject_fault={cfg.inject_fault!r}: expected "
                             "raise|kill|hang:RANK:STEP")
+    for name in ("eval_samples", "trace_every"):
+        if getattr(cfg, name) < 1:
+            raise UserError(f"{name}={getattr(cfg, name)} is out of range (allowed >= 1)")
+    for name in ("eval_every", "max_steps", "lr_warmup"):
+        if getattr(cfg, name) < 0:
+            raise UserError(f"{name}={getattr(cfg, name)} is out of range (allowed >= 0)")
+    if not 0 < cfg.smooth <= 1:
+        raise UserError(f"smooth={cfg.smooth} is out of range (allowed 0 < smooth <= 1)")
+    if cfg.target_loss < 0:
+        raise UserError(f"target_loss={cfg.target_loss} is out of range (allowed > 0)")
+    if cfg.target_loss > 0 and cfg.eval_every < 1:
+        raise UserError("target_loss needs eval_every >= 1 (the held-out loss decides)")
+    if not 0 <= cfg.momentum < 1:
+        raise UserError(f"momentum={cfg.momentum} is out of range (allowed 0 <= m < 1)")
+    if cfg.noise_scale and cfg.batch < 2 and workers // groups < 2:
+        raise UserError("noise_scale needs batch >= 2 (two sub-batches) or groups of >= 2 "
+                        "workers")
     if cfg.group_reduce not in ("reduce-bcast", "allreduce"):
         raise UserError(f"group_reduce={cfg.group_reduce!r} is not known (allowed: "
                         "reduce-bcast, allreduce)")
@@ -156,6 +192,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--filters", type=int, default=128, help="HEP conv width")
     p.add_argument("--no-shuffle", action="store_true", help="read shards in file order")
     p.add_argument("--inject-fault", default="", help="tests only: raise|kill|hang:RANK:STEP")
+    p.add_argument("--eval-every", type=int, default=0, help="steps between held-out "
+                   "evaluations on DATA/val.h5 (default 0: none)")
+    p.add_argument("--eval-samples", type=int, default=256, help="held-out events per "
+                   "evaluation (default 256)")
+    p.add_argument("--smooth", type=float, default=0.5, help="EMA weight of the newest "
+                   "evaluation in the smoothed held-out loss (default 0.5)")
+    p.add_argument("--target-loss", type=float, default=0.0, help="stop when the smoothed "
+                   "held-out loss reaches this (needs --eval-every)")
+    p.add_argument("--max-steps", type=int, default=0, help="with --target-loss: cap on "
+                   "timed steps; a run that hits it is recorded as censored (default --steps)")
+    p.add_argument("--lr-warmup", type=int, default=0, help="steps of linear learning-rate "
+                   "warm-up (default 0)")
+    p.add_argument("--noise-scale", action="store_true", help="estimate the gradient noise "
+                   "scale B_simple (McCandlish et al. 2018) every step")
+    p.add_argument("--trace-every", type=int, default=1, help="per-iteration rows for every "
+                   "N-th step (default 1: all; long runs stay small with 10)")
 
 
 def from_args(a: argparse.Namespace) -> HarnessConfig:
@@ -167,7 +219,9 @@ def from_args(a: argparse.Namespace) -> HarnessConfig:
         straggler=Straggler.parse(a.straggler), threads=a.threads, seed=a.seed,
         output=a.output, save_weights=a.save_weights, watchdog_s=a.watchdog_s,
         functional=a.functional, label=a.label, filters=a.filters, shuffle=not a.no_shuffle,
-        inject_fault=a.inject_fault)
+        inject_fault=a.inject_fault, eval_every=a.eval_every, eval_samples=a.eval_samples,
+        smooth=a.smooth, target_loss=a.target_loss, max_steps=a.max_steps,
+        lr_warmup=a.lr_warmup, noise_scale=a.noise_scale, trace_every=a.trace_every)
 
 
 def to_argv(cfg: HarnessConfig) -> list[str]:
@@ -176,9 +230,12 @@ def to_argv(cfg: HarnessConfig) -> list[str]:
     for name in ("strategy", "net", "image_size", "data", "batch", "steps", "warmup", "groups",
                  "param_servers", "allreduce", "group_reduce", "lr", "momentum",
                  "weight_decay", "dropout", "threads", "seed", "output", "save_weights",
-                 "watchdog_s", "label", "filters", "inject_fault"):
+                 "watchdog_s", "label", "filters", "inject_fault", "eval_every", "eval_samples",
+                 "smooth", "target_loss", "max_steps", "lr_warmup", "trace_every"):
         v = getattr(cfg, name)
         if v == "" and name in ("output", "save_weights", "label", "inject_fault"):
+            continue
+        if name in ("eval_every", "target_loss", "max_steps", "lr_warmup") and not v:
             continue
         out += [f"--{name.replace('_', '-')}", str(v)]
     if cfg.straggler.kind:
@@ -187,4 +244,6 @@ def to_argv(cfg: HarnessConfig) -> list[str]:
         out.append("--functional")
     if not cfg.shuffle:
         out.append("--no-shuffle")
+    if cfg.noise_scale:
+        out.append("--noise-scale")
     return out

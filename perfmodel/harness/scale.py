@@ -61,10 +61,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
     p.add_argument("--momentum", type=float, default=0.9, help="explicit SGD momentum "
                    "(default 0.9; asynchrony adds implicit momentum: lower it for many groups)")
-    p.add_argument("--data", default=None, help="HDF5 shards (default data/NET-SIZE, made "
-                   "if missing)")
+    p.add_argument("--retune-momentum", action="store_true",
+                   help="async/hybrid: lower the explicit momentum for G groups to "
+                        "max(0, 1 - G (1 - m)), keeping the effective momentum at m "
+                        "(Mitliagkas et al. 2016)")
+    p.add_argument("--lr-warmup", type=int, default=0, help="steps of linear lr warm-up "
+                   "(default 0)")
+    p.add_argument("--dropout", type=float, default=0.5, help="HEP dropout (default 0.5, the "
+                   "published net's; 16-filter nets learn with 0)")
+    p.add_argument("--seed", type=int, default=0, help="weights and data order (default 0)")
+    p.add_argument("--eval-every", type=int, default=0, help="held-out evaluation every N "
+                   "steps (default 0: none)")
+    p.add_argument("--eval-samples", type=int, default=256, help="held-out events per "
+                   "evaluation (default 256)")
+    p.add_argument("--target-loss", type=float, default=0.0, help="stop each run when its "
+                   "smoothed held-out loss reaches this (needs --eval-every)")
+    p.add_argument("--max-steps", type=int, default=0, help="with --target-loss: cap on "
+                   "timed steps (a run that hits it is censored; default --steps)")
+    p.add_argument("--noise-scale", action="store_true", help="measure the gradient noise "
+                   "scale B_simple during training")
+    p.add_argument("--trace-every", type=int, default=1, help="per-iteration rows every N "
+                   "steps (default 1)")
+    p.add_argument("--data", default=None, help="HDF5 shards (default data/NET-SIZE[-dD], "
+                   "made if missing)")
     p.add_argument("--samples", type=int, default=1024, help="samples to generate when the "
                    "data is missing (default 1024)")
+    p.add_argument("--difficulty", type=float, default=0.0, help="HEP data difficulty 0..1 "
+                   "when the data is made (default 0)")
+    p.add_argument("--val-samples", type=int, default=512, help="held-out events made with "
+                   "the data (default 512)")
     p.add_argument("--output", "-o", default=None, help="results CSV (default "
                    "results/scale-NET-TIME.csv)")
     p.add_argument("--mpiexec", default=None, help="MPI launcher (default: mpiexec beside "
@@ -105,7 +130,9 @@ def plan(args: argparse.Namespace, cores: int) -> tuple[list[tuple[int, HarnessC
     if args.threads is not None and not 1 <= args.threads <= cores:
         raise UserError(f"--threads={args.threads} is out of range (allowed 1..{cores})")
     straggler = Straggler.parse(args.straggler)
-    data = args.data or os.path.join("data", f"{args.net}-{args.image_size}")
+    _check_difficulty(args.difficulty, args.val_samples)
+    data = args.data or os.path.join("data", f"{args.net}-{args.image_size}" + (
+        f"-d{args.difficulty:g}" if args.difficulty else ""))
     runs, notes = [], []
     for strat in strategies:
         for w in workers:
@@ -128,11 +155,18 @@ def plan(args: argparse.Namespace, cores: int) -> tuple[list[tuple[int, HarnessC
                     b = args.batch
                 ranks = w + s
                 threads = args.threads or max(1, cores // ranks)
+                momentum = args.momentum
+                if args.retune_momentum and strat != "sync":
+                    momentum = max(0.0, 1.0 - g * (1.0 - args.momentum))
                 cfg = HarnessConfig(
                     strategy=strat, net=args.net, image_size=args.image_size, data=data,
                     batch=b, steps=args.steps, warmup=args.warmup,
                     groups=1 if strat != "hybrid" else g, param_servers=s, lr=args.lr,
-                    momentum=args.momentum,
+                    momentum=momentum, lr_warmup=args.lr_warmup, dropout=args.dropout,
+                    seed=args.seed, eval_every=args.eval_every,
+                    eval_samples=args.eval_samples, target_loss=args.target_loss,
+                    max_steps=args.max_steps, noise_scale=args.noise_scale,
+                    trace_every=args.trace_every,
                     straggler=straggler, threads=threads, filters=args.filters,
                     functional=ranks * threads > cores, watchdog_s=args.timeout_s)
                 validate(cfg, ranks, cores)
@@ -208,8 +242,8 @@ def slurm_script(runs: list[tuple[int, HarnessConfig]], args: argparse.Namespace
 
 
 def run_scale(args: argparse.Namespace) -> int:
-    from ..cli import default_output
-    from ..data import write_dataset
+    from ..data import dataset_matches, write_dataset
+    from ..ui import default_output
 
     cores = available_cores()
     runs, notes = plan(args, cores)
@@ -227,9 +261,13 @@ def run_scale(args: argparse.Namespace) -> int:
         return 0
     data = Path(runs[0][1].data)
     max_ranks = max(r for r, _ in runs)
-    if not any(data.glob("shard_*.h5")):
-        print(f"generating {args.samples} {args.net} samples into {data}/", file=sys.stderr)
-        write_dataset(data, args.net, args.samples, args.image_size, shards=max_ranks)
+    if not dataset_matches(data, args.difficulty, need_val=args.eval_every > 0):
+        print(f"generating {args.samples} {args.net} samples (+{args.val_samples} held out, "
+              f"difficulty {args.difficulty:g}) into {data}/", file=sys.stderr)
+        for old in data.glob("*.h5"):
+            old.unlink()
+        write_dataset(data, args.net, args.samples, args.image_size, shards=max_ranks,
+                      difficulty=args.difficulty, val_samples=args.val_samples)
     bar = ProgressBar(len(runs) + args.micro, "scale", enabled=False if args.no_progress
                       else None)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -269,6 +307,12 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shards", type=int, default=2)
     p.add_argument("--labelled-fraction", type=float, default=0.5,
                    help="climate: fraction of labelled images")
+    p.add_argument("--difficulty", type=float, default=0.0,
+                   help="HEP: 0..1, how much signal and background overlap (jet counts, "
+                        "pile-up); 0 (default) is the easiest")
+    p.add_argument("--val-samples", type=int, default=512,
+                   help="held-out events in val.h5, for validation losses (default 512; 0: "
+                        "none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="folder for shard_*.h5")
 
@@ -287,14 +331,25 @@ def run_data(args: argparse.Namespace) -> int:
     if not 0 <= args.labelled_fraction <= 1:
         raise UserError(f"--labelled-fraction={args.labelled_fraction} is out of range "
                         "(allowed 0..1)")
+    _check_difficulty(args.difficulty, args.val_samples)
     try:
         import kernels
 
         kernels.NETS[args.net](image_size=args.image_size)
     except ValueError as e:
         raise UserError(f"--image-size={args.image_size}: {e}") from None
-    bar = ProgressBar(args.shards, "data")
-    paths = write_dataset(args.out, args.net, args.samples, args.image_size, args.shards,
-                          args.seed, args.labelled_fraction, progress=bar)
-    print(f"{args.samples} {args.net} samples in {len(paths)} shard(s) under {args.out}/")
+    bar = ProgressBar(args.shards + bool(args.val_samples), "data")
+    write_dataset(args.out, args.net, args.samples, args.image_size, args.shards,
+                          args.seed, args.labelled_fraction, progress=bar,
+                          difficulty=args.difficulty, val_samples=args.val_samples)
+    print(f"{args.samples} {args.net} samples in {args.shards} shard(s)"
+          + (f" and {args.val_samples} held out in val.h5" if args.val_samples else "")
+          + f" under {args.out}/")
     return 0
+
+
+def _check_difficulty(difficulty: float, val_samples: int) -> None:
+    if not 0 <= difficulty <= 1:
+        raise UserError(f"--difficulty={difficulty} is out of range (allowed 0..1)")
+    if val_samples < 0:
+        raise UserError(f"--val-samples={val_samples} is out of range (allowed >= 0)")

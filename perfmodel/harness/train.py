@@ -21,6 +21,19 @@ the root computed on and the update that applies it: measured, not assumed.
 Per iteration and worker: I/O wait, compute (forward+backward), injected straggler delay, wait
 (a barrier before the collective: time spent waiting for slower members), collective, parameter
 server round trip, and the loss; timings with ``MPI.Wtime``.
+
+Convergence (``eval_every``): every K timed steps all workers meet at a barrier, worker 0
+computes the loss of its current weights (in async and hybrid, the servers' weights it pulled
+last) on the held-out events of ``DATA/val.h5``, smooths it (EMA), and broadcasts whether the
+target is reached. The pause is taken off every rank's clock (``elapsed_s``, the run's wall
+time): time to target counts training only. It also synchronizes asynchronous groups once per K
+steps, which bounds their staleness; keep K well above the number of groups. A run that hits
+``max_steps`` first is censored: its updates bound the updates to target from below.
+
+Noise scale (``noise_scale``): per step, |G_small|^2 from each worker's gradient (batch b) and
+|G_big|^2 from the group's average (batch n b); a worker alone in its group splits its batch
+in two halves instead (the same gradient, in two passes). Worker 0 turns them into McCandlish
+et al.'s unbiased |G|^2 and tr(Sigma) (:func:`perfmodel.model.convergence.noise_terms`).
 """
 
 from __future__ import annotations
@@ -95,6 +108,10 @@ class Trace:
     applied: int = 0               # updates a server applied
     pushed: int = 0                # shard updates a root pushed
     busy_s: float = 0.0            # server time spent applying updates
+    evals: list[dict] = field(default_factory=list)   # worker 0: held-out evaluations
+    noise: list[dict] = field(default_factory=list)   # worker 0: per-step noise terms
+    paused_s: float = 0.0          # evaluation pauses taken off the clock
+    target: dict = field(default_factory=dict)        # worker 0: reached, updates, steps, ...
 
 
 class Watchdog:
@@ -134,9 +151,52 @@ def build_net(cfg: HarnessConfig) -> kernels.Net:
     return kernels.NETS[cfg.net](**kw)
 
 
-def run(cfg: HarnessConfig, comm) -> tuple[list[Trace], kernels.Net | None, dict]:
+def held_out_loss(net: kernels.Net, x: np.ndarray, y, chunk: int = 64) -> tuple[float, float]:
+    """(mean loss, accuracy) of ``net`` on held-out events, dropout off; accuracy is NaN for
+    nets that do not classify (climate)."""
+    net.eval()
+    try:
+        total, correct = 0.0, 0
+        classify = isinstance(net, kernels.Sequential)
+        for i in range(0, len(x), chunk):
+            xs, ys = x[i:i + chunk], _slice(y, slice(i, i + chunk))
+            if classify:
+                out = net.forward(xs)
+                loss = net.loss.forward(out, ys)
+                correct += int((out.argmax(axis=1) == ys).sum())
+            else:
+                loss = net.loss(net.forward(xs), xs, ys)
+            total += loss * len(xs)
+        return total / len(x), (correct / len(x) if classify else float("nan"))
+    finally:
+        net.train()
+
+
+def _slice(y, sl: slice):
+    if isinstance(y, np.ndarray):
+        return y[sl]
+    return type(y)(**{k: getattr(y, k)[sl] for k in ("obj", "cls", "box", "labelled")})
+
+
+def _split_gradients(net: kernels.Net, x: np.ndarray, y, blobs: "Blobs", scratch: np.ndarray
+                     ) -> tuple[float, float, float]:
+    """The gradient of the whole batch from its two halves, for the noise scale; returns
+    (loss, mean |G_half|^2, |G_batch|^2). The result in ``blobs.grads`` equals one pass."""
+    h = len(x) // 2
+    l1 = net.compute_gradients(x[:h], _slice(y, slice(0, h)))
+    scratch[...] = blobs.grads
+    l2 = net.compute_gradients(x[h:], _slice(y, slice(h, None)))
+    g = blobs.grads
+    small = 0.5 * (float(np.dot(scratch, scratch)) + float(np.dot(g, g)))
+    g += scratch
+    g *= np.float32(0.5)
+    return 0.5 * (l1 + l2), small, float(np.dot(g, g))
+
+
+def run(cfg: HarnessConfig, comm, on_eval=None) -> tuple[list[Trace], kernels.Net | None, dict]:
     """Train; returns every rank's trace (on world rank 0; None elsewhere), this rank's net
-    (workers) and the layout."""
+    (workers) and the layout. ``on_eval(trace)`` is called on world rank 0 after each held-out
+    evaluation, while the clock is paused (the harness streams finished rows there)."""
     from mpi4py import MPI
 
     size, rank = comm.size, comm.rank
@@ -161,7 +221,7 @@ def run(cfg: HarnessConfig, comm) -> tuple[list[Trace], kernels.Net | None, dict
             net = None
         else:
             trace = _work(cfg, comm, wcomm, gcomm, net, blobs, shards, group, per_group,
-                          workers, dog)
+                          workers, dog, on_eval)
     finally:
         dog.stop()
     traces = comm.gather(trace, root=0)
@@ -200,6 +260,7 @@ def _serve(cfg, comm, net, blobs: Blobs, idx: np.ndarray, roots: int, dog: Watch
         comm.Recv([msg, MPI.FLOAT], source=src, tag=TAG_GRAD)
         t0 = time.perf_counter()
         tr.staleness.append(version - int(msg[-1]))
+        lr = np.float32(cfg.lr_at(version))
         _sgd(w, np.ascontiguousarray(msg[:-1]), v, lr, mom, wd, np.float32(1.0))
         version += 1
         tr.applied += 1
@@ -213,10 +274,11 @@ def _serve(cfg, comm, net, blobs: Blobs, idx: np.ndarray, roots: int, dog: Watch
 
 
 def _work(cfg, comm, wcomm, gcomm, net, blobs: Blobs, shards, group: int, per_group: int,
-          workers: int, dog: Watchdog) -> Trace:
+          workers: int, dog: Watchdog, on_eval=None) -> Trace:
     from mpi4py import MPI
 
-    from ..data import ShardReader
+    from ..data import ShardReader, load_held_out
+    from ..model.convergence import noise_terms
 
     tr = Trace(rank=comm.rank, role="worker", group=group)
     files = sorted(Path(cfg.data).glob("shard_*.h5"))
@@ -233,8 +295,14 @@ def _work(cfg, comm, wcomm, gcomm, net, blobs: Blobs, shards, group: int, per_gr
     versions = np.zeros(n_ps, int)
     sendb = [np.empty(len(ix) + 1, np.float32) for ix in shards]
     recvb = [np.empty(len(ix) + 1, np.float32) for ix in shards]
-    total = cfg.warmup + cfg.steps
+    total = cfg.warmup + cfg.step_cap
     t_start = None
+    lead = comm.rank == 0  # worker 0: evaluates, measures the noise scale, streams rows
+    held = load_held_out(cfg.data, cfg.eval_samples) if cfg.eval_every and lead else None
+    ema = None
+    losses: list[float] = []    # training losses since the last evaluation
+    noise_split = cfg.noise_scale and per_group == 1
+    scratch = np.empty_like(grads) if noise_split else None
     try:
         for it in range(total):
             if it == cfg.warmup:
@@ -247,8 +315,14 @@ def _work(cfg, comm, wcomm, gcomm, net, blobs: Blobs, shards, group: int, per_gr
             x, y = reader.next()
             io = reader.wait_s - io0
             t0 = MPI.Wtime()
-            loss = net.compute_gradients(x, y)
+            if noise_split:
+                loss, small_sq, big_sq = _split_gradients(net, x, y, blobs, scratch)
+                b_small, b_big = len(x) / 2, len(x)
+            else:
+                loss = net.compute_gradients(x, y)
             compute = MPI.Wtime() - t0
+            local_sq = float(np.dot(grads, grads)) if cfg.noise_scale and not noise_split \
+                else 0.0
             delay = cfg.straggler.sample(rng)
             if delay:
                 t_s = MPI.Wtime()
@@ -261,7 +335,11 @@ def _work(cfg, comm, wcomm, gcomm, net, blobs: Blobs, shards, group: int, per_gr
                 t1 = MPI.Wtime()
                 _allreduce(cfg, wcomm, blobs)
                 comm_s = MPI.Wtime() - t1
-                net.optimizer.step(grad_scale=1.0 / workers)
+                if cfg.noise_scale and not noise_split:
+                    small_sq = wcomm.allreduce(local_sq) / workers
+                    big_sq = float(np.dot(grads, grads)) / workers**2
+                    b_small, b_big = len(x), len(x) * workers
+                net.optimizer.step(lr=cfg.lr_at(it), grad_scale=1.0 / workers)
             else:
                 gcomm.Barrier()
                 t1 = MPI.Wtime()
@@ -271,6 +349,11 @@ def _work(cfg, comm, wcomm, gcomm, net, blobs: Blobs, shards, group: int, per_gr
                     gcomm.Reduce([grads, MPI.FLOAT], [rbuf, MPI.FLOAT] if is_root else None,
                                  op=MPI.SUM, root=0)
                 comm_s = MPI.Wtime() - t1
+                if cfg.noise_scale and not noise_split:
+                    small_sq = (gcomm.reduce(local_sq, root=0) or 0.0) / per_group
+                    if is_root:
+                        big_sq = float(np.dot(rbuf, rbuf)) / per_group**2
+                    b_small, b_big = len(x), len(x) * per_group
                 if is_root:
                     t2 = MPI.Wtime()
                     scale = np.float32(1.0 / per_group)
@@ -297,11 +380,47 @@ def _work(cfg, comm, wcomm, gcomm, net, blobs: Blobs, shards, group: int, per_gr
             end = MPI.Wtime()
             dog.beat()
             tr.iterations.append(dict(step=it, warmup=it < cfg.warmup,
-                                      elapsed_s=end - (t_start if t_start else end),
+                                      elapsed_s=(end - t_start - tr.paused_s) if t_start
+                                      else 0.0,
                                       io_s=io, compute_s=compute, straggle_s=delay,
                                       wait_s=wait, comm_s=comm_s, ps_s=ps,
                                       iteration_s=end - t_it, loss=float(loss)))
-        tr.wall_s = (MPI.Wtime() - t_start) if t_start is not None else 0.0
+            if lead and cfg.noise_scale:
+                g2, trace = noise_terms(small_sq, big_sq, b_small, b_big)
+                tr.noise.append(dict(step=it, grad_sq=float(g2), trace=float(trace),
+                                     b_small=b_small, b_big=b_big))
+            losses.append(float(loss))
+            timed = it + 1 - cfg.warmup
+            if cfg.eval_every and timed > 0 and (timed % cfg.eval_every == 0
+                                                 or it == total - 1):
+                t_p = MPI.Wtime()
+                wcomm.Barrier()
+                stop = False
+                if lead:
+                    updates = int(versions[0]) if n_ps else it + 1
+                    vloss, acc = held_out_loss(net, *held)
+                    ema = vloss if ema is None else cfg.smooth * vloss + (1 - cfg.smooth) * ema
+                    tr.evals.append(dict(step=it, updates=updates, elapsed_s=end - t_start
+                                         - tr.paused_s, val_loss=vloss, val_accuracy=acc,
+                                         val_loss_smoothed=ema,
+                                         train_loss=float(np.mean(losses))))
+                    if cfg.target_loss > 0 and ema <= cfg.target_loss:
+                        stop = True
+                        tr.target = dict(reached=True, updates=updates, steps=it + 1,
+                                         elapsed_s=end - t_start - tr.paused_s)
+                    elif it == total - 1 and cfg.target_loss > 0:
+                        tr.target = dict(reached=False, updates=updates, steps=it + 1,
+                                         elapsed_s=end - t_start - tr.paused_s)
+                    if on_eval is not None:
+                        on_eval(tr)
+                losses = []
+                stop = wcomm.bcast(stop, root=0)
+                tr.paused_s += MPI.Wtime() - t_p
+                dog.beat()
+                if stop:
+                    break
+        tr.wall_s = ((MPI.Wtime() - t_start - tr.paused_s) if t_start is not None
+                     else 0.0)
     finally:
         tr.io_wait_s = reader.wait_s
         reader.close()
