@@ -52,3 +52,10 @@ localhost: $(STAMP)
 	rm -f results/localhost/micro.csv
 	$(VENV)/bin/mpiexec -n 2 $(PY) -m mpi4py -m perfmodel.harness.micro --output results/localhost/micro.csv
 	$(PM) predict localhost
+
+# Time to a target loss, measured and predicted (~10 min here): calibration runs fit the
+# convergence model, held-out timed runs test it (perfmodel/converge.py).
+CONV ?= results/convergence
+.PHONY: convergence
+convergence: $(STAMP)
+	$(PM) converge --out $(CONV)

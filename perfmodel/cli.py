@@ -203,7 +203,20 @@ def _build_parser() -> argparse.ArgumentParser:
     va.add_argument("--output", "-o", default=None, help="also write the comparison rows")
     va.add_argument("--target-loss", type=float, default=None,
                     help="also report each run's measured time to this training loss")
-    COMMANDS.update(
+    from .converge import add_arguments as converge_args
+
+    cv = sub.add_parser("converge", help="time to a target loss: calibrate, predict, measure",
+                        description="Calibrate the convergence model on harness runs to a "
+                                    "target loss (sync at 4 batches, async at 2-3 groups), "
+                                    "then predict and measure the time to target of held-out "
+                                    "timed runs (other batches, workers, strategies, "
+                                    "stragglers); ~10 min on 2 cores.",
+                        epilog="examples:\n  perfmodel converge\n  perfmodel converge "
+                               "--target-loss 0.4 --out results/conv04\n  perfmodel converge "
+                               "--compare-only --out results/convergence",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    converge_args(cv)
+    COMMANDS.update(converge=_lazy(".converge", "run_converge"),
         node=_lazy(".node_cli", "run_node"), report=cmd_report, presets=cmd_presets,
         predict=_lazy(".model_cli", "run_predict"), sweep=_lazy(".model_cli", "run_sweep"),
         reproduce=_lazy(".model_cli", "run_reproduce"), plan=_lazy(".model_cli", "run_plan"),

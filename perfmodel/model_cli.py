@@ -224,10 +224,22 @@ def run_plan(args: argparse.Namespace) -> int:
     print("why the others lose:")
     for line in reasons:
         print(f"  {line}")
-    if args.epochs is not None and chosen.strategy != "sync":
-        print(f"note: an epochs target ignores staleness: {int(chosen.groups)} asynchronous "
-              "groups may need more epochs than sync; plan with --target-loss and the "
-              "scenario's [convergence] async_penalty to weigh it")
+    if args.epochs is not None:
+        bn = s["convergence"]["b_noise"].nominal
+        if bn > 0:
+            from .plan import epoch_factor
+
+            f = epoch_factor(s, {k: [v] for k, v in dict(
+                strategy=list(PL.STRATEGIES).index(chosen.strategy), workers=chosen.workers,
+                groups=chosen.groups, batch=chosen.batch_per_worker).items()})[0]
+            print(f"epochs charged for the update batch {chosen.update_batch:.0f} against "
+                  f"B_noise {bn:.4g} ({s['convergence']['source'] or 'the scenario'})"
+                  f"{' and ' + str(int(chosen.groups)) + ' asynchronous groups' if chosen.groups > 1 else ''}"
+                  f": x{f:.3g} ({args.epochs:g} -> {args.epochs * f:.3g} epochs)")
+        else:
+            print("note: the scenario states no [convergence] b_noise, so epochs are taken "
+                  "as independent of the batch; a global batch far above the noise scale "
+                  "needs more epochs than planned")
     if args.output:
         print(f"Pareto front written to {args.output}")
     if args.emit_slurm:

@@ -4,7 +4,12 @@ Searches strategies (sync; hybrid with G groups; async), worker counts, paramete
 counts and batch per worker, all at once (vectorized: 10^6 configurations in about a second),
 for the time to solution and the node-hours it takes:
 
-* target ``epochs``: time = epochs x dataset_samples / sustained throughput;
+* target ``epochs``: time = epochs x dataset_samples x the epoch factor / sustained
+  throughput. The epochs are what training needs at a batch well below the noise scale; with
+  ``[convergence] b_noise`` known, an update batch B costs E(B) / E_min = (1 + B / B_noise) times
+  as many (McCandlish et al. 2018), times the staleness and momentum cost of G asynchronous
+  groups (:mod:`perfmodel.model.convergence`). Without ``b_noise`` no factor is charged, and
+  the planner says so;
 * target ``loss`` (the scenario's ``[convergence]``): the model's time to target.
 
 node-hours = nodes x time, nodes = ceil((workers + servers) / devices_per_node). Constraints:
@@ -75,6 +80,27 @@ def candidates(max_workers: int, devices_per_node: int, max_groups: int = 64,
     return {k: np.concatenate(v) for k, v in cols.items()}
 
 
+def epoch_factor(s: dict, grid: dict[str, np.ndarray]) -> np.ndarray:
+    """Epochs at each configuration over epochs at a small batch in sync: E(B, tau, mu) /
+    E_min, with B the update batch (a group's), tau = G - 1; ones without a noise scale."""
+    from .model.convergence import Convergence, retuned_momentum
+
+    conv = s["convergence"]
+    b_noise = conv["b_noise"].nominal
+    w = np.asarray(grid["workers"], float)
+    code = np.asarray(grid["strategy"])
+    g = np.where(code == 0, 1.0, np.where(code == 1, w, np.asarray(grid["groups"], float)))
+    if not b_noise > 0:
+        return np.ones(len(w))
+    ref = conv["ref_momentum"].nominal
+    model = Convergence(s_min=1.0, b_noise=b_noise, ref_momentum=ref,
+                        gamma=conv["gamma"].nominal, kappa=conv["kappa"].nominal)
+    tau = g - 1.0
+    mu = (retuned_momentum(ref, tau) if conv["retune_momentum"]
+          else (conv["momentum"].nominal if conv["momentum"] is not None else ref))
+    return model.epoch_factor(w / g * np.asarray(grid["batch"], float), tau, mu)
+
+
 def search(s: dict, target: Target, max_nodes: int | None, deadline_s: float | None,
            budget_node_hours: float | None, max_groups: int = 64, max_servers: int = 64
            ) -> tuple[pd.DataFrame, dict]:
@@ -98,7 +124,7 @@ def search(s: dict, target: Target, max_nodes: int | None, deadline_s: float | N
         samples = s["workload"]["dataset_samples"]
         if not samples:
             raise UserError("--epochs needs workload.dataset_samples in the scenario")
-        t = target.epochs * samples / res["throughput_samples_per_s"]
+        t = target.epochs * samples * epoch_factor(s, grid) / res["throughput_samples_per_s"]
     nodes = np.ceil((grid["workers"] + grid["servers"]) / d)
     df = pd.DataFrame({"strategy": np.array(STRATEGIES)[grid["strategy"]],
                        "workers": grid["workers"], "groups": np.where(
@@ -106,6 +132,9 @@ def search(s: dict, target: Target, max_nodes: int | None, deadline_s: float | N
                        "param_servers": grid["servers"], "batch_per_worker": grid["batch"],
                        "nodes": nodes.astype(int), "time_s": t,
                        "node_hours": nodes * t / 3600.0,
+                       "update_batch": grid["workers"] / np.where(
+                           grid["strategy"] == 1, grid["workers"], grid["groups"])
+                       * grid["batch"],
                        "throughput_samples_per_s": res["throughput_samples_per_s"],
                        "step_time_s": res["step_time_s"], "compute_s": res["compute_s"],
                        "comm_s": res["comm_s"], "ps_s": res["ps_s"],

@@ -14,7 +14,13 @@ Sections and keys (units in the names; defaults in :data:`SCHEMA`):
 * ``[training]``: ``strategy`` (sync, async, hybrid), ``workers``, ``groups``,
   ``param_servers``, and ``batch_per_worker`` (weak scaling) or ``global_batch`` (strong
   scaling: the batch of one synchronous group).
-* ``[convergence]``: ``target_loss``, ``s_min``, ``b_noise``, ``async_penalty``.
+* ``[convergence]`` (:mod:`perfmodel.model.convergence`): ``target_loss``, ``s_min``
+  (updates at an infinite batch), ``b_noise`` (samples), ``gamma`` (cost of a mis-tuned
+  effective momentum), ``kappa`` (extra updates per unit of staleness), ``ref_momentum`` (the
+  momentum they were measured at), ``momentum`` (the run's explicit momentum; default
+  ``ref_momentum``), ``retune_momentum`` (lower it for asynchrony, default true), or
+  ``profile``: a ``perfmodel converge`` folder (or its calibration CSV) to fit them from, with
+  their standard errors as intervals.
 
 A float may carry its uncertainty: ``x``, ``[low, high]`` (nominal: the midpoint) or
 ``{nominal = x, low = a, high = b}``. Predictions evaluate every corner of the uncertain
@@ -63,7 +69,9 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     },
     "convergence": {
         "target_loss": ("num", None), "s_min": ("num", 0.0), "b_noise": ("num", 0.0),
-        "async_penalty": ("num", 0.0),
+        "gamma": ("num", 0.0), "kappa": ("num", 0.0), "ref_momentum": ("num", 0.9),
+        "momentum": ("num", None), "retune_momentum": ("bool", True), "profile": ("str", None),
+        "source": ("str", ""),
     },
 }
 CHOICES = {("cluster", "allreduce"): collectives.ALGORITHMS,
@@ -182,6 +190,13 @@ def _check_consistency(s: dict, source: str) -> None:
             raise UserError(f"{source}: cluster.node_peak_flops is required (or a "
                             "node_profile that measured it)")
         c["node_peak_flops"] = _peak_from_profile(c["node_profile"])
+    if s["convergence"]["profile"] is not None:
+        _convergence_from_profile(s["convergence"], source)
+    for k in ("ref_momentum", "momentum"):
+        v = s["convergence"][k]
+        if v is not None and not v.high < 1:
+            raise UserError(f"{source}: convergence.{k}={v.high} is out of range (allowed "
+                            "0 <= m < 1)")
     if w["filters"] is not None and w["net"] != "hep":
         raise UserError(f"{source}: workload.filters applies to the HEP net only")
     if w["filters"] is not None and w["filters"] > 4096:
@@ -227,6 +242,32 @@ def _check_consistency(s: dict, source: str) -> None:
                             f"divide over the {per_group} workers of a group")
     if w["net"] is not None:
         workload_ledger(w)  # the net must build at this size: errors name the field
+
+
+def _convergence_from_profile(conv: dict, source: str) -> None:
+    """Fill s_min, b_noise, gamma, kappa (nominal +- one standard error) and the target from
+    the calibration runs of a ``perfmodel converge`` folder or CSV."""
+    from .converge import fit, target_table
+    from .results import ResultsError, read_results
+
+    p = Path(conv["profile"])
+    path = p / "calibration.csv" if p.is_dir() else p
+    try:
+        table = target_table(read_results(path))
+    except ResultsError as e:
+        raise UserError(f"{source}: convergence.profile: {e}") from None
+    m = fit(table)
+    for k in ("s_min", "b_noise", "gamma", "kappa"):
+        v, se = getattr(m, k), getattr(m, k + "_se")
+        se = se if se == se else 0.0
+        conv[k] = Interval(v, max(v - se, 0.0), v + se)
+    conv["ref_momentum"] = Interval(m.ref_momentum, m.ref_momentum, m.ref_momentum)
+    tl = m.source["target_loss"]
+    if conv["target_loss"] is not None and conv["target_loss"].nominal != tl:
+        raise UserError(f"{source}: convergence.target_loss={conv['target_loss'].nominal:g} "
+                        f"but the profile's runs went to {tl:g}")
+    conv["target_loss"] = Interval(tl, tl, tl)
+    conv["source"] = f"fitted on {path}: runs {', '.join(m.source['s_min, b_noise'])}"
 
 
 def load(name_or_path: str, overrides: list[str] | None = None) -> tuple[dict, str]:
@@ -375,7 +416,7 @@ def _node_rate(c: dict, flops: float, w: dict | None = None) -> NodeRate:
 UNCERTAIN = [("cluster", "node_flops"), ("cluster", "link_latency_s"),
              ("cluster", "link_bandwidth_Bps"), ("cluster", "straggler_scale"),
              ("cluster", "node_half_batch"), ("convergence", "b_noise"),
-             ("convergence", "s_min"), ("convergence", "async_penalty")]
+             ("convergence", "s_min"), ("convergence", "gamma"), ("convergence", "kappa")]
 
 
 def corners(s: dict) -> list[dict[tuple[str, str], float]]:
@@ -420,9 +461,27 @@ def to_inputs(s: dict, values: dict[tuple[str, str], float] | None = None) -> In
         intra_bandwidth_Bps=get("cluster", "intra_bandwidth_Bps") or 1.0,
         straggler=c["straggler"], straggler_scale=get("cluster", "straggler_scale"),
         ps_apply_bandwidth_Bps=get("cluster", "ps_apply_bandwidth_Bps"),
-        s_min=get("convergence", "s_min") if conv["target_loss"] is not None else 0.0,
-        b_noise=get("convergence", "b_noise"), async_penalty=get("convergence",
-                                                                  "async_penalty"))
+        convergence=convergence_model(s, get))
+
+
+def convergence_model(s: dict, get=None):
+    """The scenario's convergence model (None without target_loss and s_min > 0)."""
+    from .model.convergence import Convergence
+
+    conv = s["convergence"]
+    if get is None:
+        def get(sec, key):
+            x = s[sec][key]
+            return x.nominal if isinstance(x, Interval) else x
+    if conv["target_loss"] is None or not get("convergence", "s_min") > 0:
+        return None
+    ref = get("convergence", "ref_momentum")
+    mom = conv["momentum"]
+    return Convergence(s_min=get("convergence", "s_min"), b_noise=get("convergence", "b_noise"),
+                       ref_momentum=ref, gamma=get("convergence", "gamma"),
+                       kappa=get("convergence", "kappa"),
+                       source={"momentum": None if mom is None else mom.nominal,
+                               "retune": conv["retune_momentum"]})
 
 
 def configuration(s: dict) -> dict[str, Any]:

@@ -91,10 +91,8 @@ def _straggler(spec: str) -> tuple[str, float, float] | None:
 
 def compare(runs: pd.DataFrame, node: pd.DataFrame, link: Link) -> pd.DataFrame:
     """One row per harness run: configuration, measured and predicted samples/s, error."""
-    rates = {ps: (node_rates(node, without_update=ps),
-                  node_rates(node, best=True, without_update=ps)) for ps in (False, True)}
-    triad = node[node.what == "bandwidth"]["value"]
-    apply_bw = float(triad.median()) if len(triad) else 0.0
+    rates = profile_rates(node)
+    apply_bw = apply_bandwidth(node)
     keys = ["strategy", "ranks", "groups", "param_servers", "threads", "batch", "subject",
             "image_size", "straggler", "functional"]
     rate_rows = runs[(runs.what == "run") & (runs.metric == "sample_rate")]
@@ -105,38 +103,7 @@ def compare(runs: pd.DataFrame, node: pd.DataFrame, link: Link) -> pd.DataFrame:
     peaks = agg[agg.stat == "peak"].set_index("run_id")["value"]
     rows = []
     for _, r in meas.iterrows():
-        key = (r.subject, int(r.image_size), int(r.threads))
-        note = ""
-        strag = _straggler(r.straggler)
-        if key not in rates[False][0]:
-            note = f"no node profile for {key}"
-        elif strag is None:
-            note = f"straggler {r.straggler} not modelled"
-        pred = pred_peak = float("nan")
-        if not note:
-            net = _net(r.subject, int(r.image_size))
-            flop = float(net.ledger(1).train_flop)
-            blobs = np.array([4.0 * w.size for _, l in net.named_layers()
-                              for _, w, _ in l.params()])
-            dist, scale, mean = strag
-            workers = int(r.ranks) - int(r.param_servers)
-            mean_rates, best_rates = rates[int(r.param_servers) > 0]
-            for prof, key_out in ((mean_rates[key], "throughput_samples_per_s"),
-                                  (best_rates[key], "peak")):
-                rate = NodeRate(ref_flops=prof.ref_flops * flop, ref_batch=prof.ref_batch,
-                                batches=prof.batches, flops=prof.flops * flop)
-                inp = Inputs(rate=rate, flop_per_sample=flop, blob_bytes=blobs,
-                             link_latency_s=link.alpha_s,
-                             link_bandwidth_Bps=link.bandwidth_Bps, allreduce="auto",
-                             straggler=dist, straggler_scale=scale, step_overhead_s=mean,
-                             straggler_absolute=True,
-                             ps_apply_bandwidth_Bps=apply_bw)
-                res = evaluate(inp, r.strategy, workers, int(r.groups), int(r.param_servers),
-                               int(r.batch))
-                if key_out == "peak":
-                    pred_peak = float(res["peak_throughput_flops"]) / flop
-                else:
-                    pred = float(res["throughput_samples_per_s"])
+        pred, pred_peak, note = predict_run(r, rates, link, apply_bw)
         rows.append(dict(run_id=r.run_id, repeats=int(r.repeats), strategy=r.strategy,
                          ranks=int(r.ranks),
                          workers=int(r.ranks) - int(r.param_servers), groups=int(r.groups),
@@ -151,6 +118,48 @@ def compare(runs: pd.DataFrame, node: pd.DataFrame, link: Link) -> pd.DataFrame:
                                      if not note else float("nan")),
                          note=note))
     return pd.DataFrame(rows)
+
+
+def predict_run(r, rates: dict, link: Link, apply_bw: float) -> tuple[float, float, str]:
+    """(sustained, peak samples/s, note) the model predicts for one harness run ``r`` (a row
+    with strategy, ranks, groups, param_servers, threads, batch, subject, image_size,
+    straggler); the note says why there is no prediction."""
+    key = (r.subject, int(r.image_size), int(r.threads))
+    strag = _straggler(r.straggler)
+    if key not in rates[False][0]:
+        return float("nan"), float("nan"), f"no node profile for {key}"
+    if strag is None:
+        return float("nan"), float("nan"), f"straggler {r.straggler} not modelled"
+    net = _net(r.subject, int(r.image_size))
+    flop = float(net.ledger(1).train_flop)
+    blobs = np.array([4.0 * w.size for _, l in net.named_layers() for _, w, _ in l.params()])
+    dist, scale, mean = strag
+    workers = int(r.ranks) - int(r.param_servers)
+    mean_rates, best_rates = rates[int(r.param_servers) > 0]
+    out = []
+    for prof in (mean_rates[key], best_rates[key]):
+        rate = NodeRate(ref_flops=prof.ref_flops * flop, ref_batch=prof.ref_batch,
+                        batches=prof.batches, flops=prof.flops * flop)
+        inp = Inputs(rate=rate, flop_per_sample=flop, blob_bytes=blobs,
+                     link_latency_s=link.alpha_s, link_bandwidth_Bps=link.bandwidth_Bps,
+                     allreduce="auto", straggler=dist, straggler_scale=scale,
+                     step_overhead_s=mean, straggler_absolute=True,
+                     ps_apply_bandwidth_Bps=apply_bw)
+        out.append(evaluate(inp, r.strategy, workers, int(r.groups), int(r.param_servers),
+                            int(r.batch)))
+    return (float(out[0]["throughput_samples_per_s"]),
+            float(out[1]["peak_throughput_flops"]) / flop, "")
+
+
+def profile_rates(node: pd.DataFrame) -> dict:
+    """{servers?: (mean-step rates, best-step rates)} for :func:`predict_run`."""
+    return {ps: (node_rates(node, without_update=ps),
+                 node_rates(node, best=True, without_update=ps)) for ps in (False, True)}
+
+
+def apply_bandwidth(node: pd.DataFrame) -> float:
+    triad = node[node.what == "bandwidth"]["value"]
+    return float(triad.median()) if len(triad) else 0.0
 
 
 def error_rows(df: pd.DataFrame, base: dict) -> list[dict]:

@@ -26,11 +26,10 @@ Speedup is the peak FLOP rate over one node's rate at its reference batch (how t
 6173x = 11.73 PF / 1.90 TF); efficiency is sustained throughput over W nodes each running at
 the node rate of the same local batch, so it is at most 1.
 
-Convergence (McCandlish et al. 2018): updates to the target S = S_min (1 + B_noise / B) for an
-update of B samples (a group's batch), times (1 + kappa (G - 1)) for the staleness of G
-asynchronous groups (asynchrony acts as implicit momentum, Mitliagkas et al. 2016; kappa is the
-extra updates per extra group, smaller when the explicit momentum is re-tuned). G groups make G
-updates per step time, so time to target = S T / G.
+Convergence (:mod:`.convergence`: McCandlish et al. 2018, Mitliagkas et al. 2016): updates to
+the target S(B, tau, mu) for updates of B samples (a group's batch) with staleness tau = G - 1
+and the explicit momentum (re-tuned for asynchrony unless the scenario says not). G groups
+make G updates per step time, so time to target = S T / G.
 """
 
 from __future__ import annotations
@@ -39,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import collectives, stragglers
+from .convergence import Convergence, retuned_momentum
 
 STRATEGIES = ("sync", "async", "hybrid")
 STRATEGY_CODE = {s: i for i, s in enumerate(STRATEGIES)}
@@ -94,9 +94,8 @@ class Inputs:
     straggler_scale: float = 0.0
     straggler_absolute: bool = False        # delays not contained in the node rate (injected)
     ps_apply_bandwidth_Bps: float = 0.0     # server memory rate applying an update (0: free)
-    s_min: float = 0.0                      # convergence: updates at infinite batch
-    b_noise: float = 0.0                    # gradient noise scale, samples
-    async_penalty: float = 0.0              # kappa
+    convergence: Convergence | None = None  # updates to the target (None: not modelled);
+                                            # its source holds 'momentum' and 'retune'
     step_overhead_s: float = 0.0            # fixed extra time per worker step (e.g. an
                                             # injected delay's mean), added to compute
     extra: dict = field(default_factory=dict)
@@ -184,8 +183,13 @@ def evaluate(inp: Inputs, strategy, workers, groups, servers, batch) -> dict[str
                peak_throughput_flops=w * b * inp.flop_per_sample / out["peak_step_time_s"],
                efficiency=samples * t_c / (w * b))  # over W workers that never wait
     out["speedup"] = out["peak_throughput_flops"] / inp.rate.reference_flops
-    if inp.s_min > 0:
-        updates = inp.s_min * (1 + inp.b_noise / (n * b)) * (1 + inp.async_penalty * (g - 1))
+    conv = inp.convergence
+    if conv is not None:
+        tau = g - 1.0
+        mom = conv.source.get("momentum")
+        mu = (retuned_momentum(conv.ref_momentum, tau) if conv.source.get("retune", True)
+              else (conv.ref_momentum if mom is None else mom))
+        updates = conv.updates(n * b, tau, mu)
         out["steps_to_target"] = updates
         out["time_to_target_s"] = updates * t / g
     else:

@@ -1,0 +1,301 @@
+"""``perfmodel converge``: time to a target loss, measured and predicted.
+
+The sweep (``make convergence``), each stage in its own process:
+
+1. a learnable data set (``perfmodel data``, with held-out events);
+2. **calibration** runs, each until its smoothed held-out loss reaches the target: sync at four
+   batches (S_min and B_noise, :func:`perfmodel.model.convergence.fit_batch`, with B_simple
+   measured along the way) and async at 2 and 3 groups, with the explicit momentum kept and
+   re-tuned (gamma and kappa, :func:`~perfmodel.model.convergence.fit_async`). Calibration
+   counts updates, not seconds, so these may oversubscribe the cores (functional runs);
+3. node profiles (1 and 2 threads per rank, the batches of step 4) and the ping-pong;
+4. **held-out** timed runs (ranks x threads <= cores) at other batches, worker counts,
+   strategies and stragglers, never used in a fit;
+5. the comparison: predicted time to target = updates (convergence model) x the throughput
+   model's step time / groups, against the measured time; median |error| and Kendall tau.
+
+Everything is read back from results files (:func:`target_table`), so ``perfmodel converge
+--compare-only DIR`` redoes step 5, and the report reads the same files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .model.convergence import Convergence, fit_async, fit_batch
+from .ui import ProgressBar, UserError, table
+
+NET = ["--net", "hep", "--image-size", "32", "--filters", "16"]
+TRAIN = ["--dropout", "0", "--lr", "0.01", "--momentum", "0.9", "--eval-every", "20",
+         "--eval-samples", "256", "--trace-every", "10", "--warmup", "2"]
+CALIB_BATCHES = (8, 16, 32, 64)
+#: held-out timed runs: (label, scale arguments); none of these configurations is fitted on
+HELD_OUT = [
+    ("sync 1x12", ["--strategies", "sync", "--workers", "1", "--batch", "12"]),
+    ("sync 1x24", ["--strategies", "sync", "--workers", "1", "--batch", "24"]),
+    ("sync 1x48", ["--strategies", "sync", "--workers", "1", "--batch", "48"]),
+    ("sync 2x8", ["--strategies", "sync", "--workers", "2", "--batch", "8"]),
+    ("sync 2x16", ["--strategies", "sync", "--workers", "2", "--batch", "16"]),
+    ("sync 2x8 straggler", ["--strategies", "sync", "--workers", "2", "--batch", "8",
+                            "--straggler", "exponential:0.01"]),
+    ("sync 1x24 straggler", ["--strategies", "sync", "--workers", "1", "--batch", "24",
+                             "--straggler", "constant:0.02"]),
+    ("async 1x12", ["--strategies", "async", "--workers", "1", "--batch", "12"]),
+    ("async 1x32", ["--strategies", "async", "--workers", "1", "--batch", "32"]),
+]
+PROFILE_BATCHES = "8,12,16,24,32,48"
+
+
+# --- reading runs back -------------------------------------------------------------------
+
+def target_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per harness run that had a target: configuration, hyper-parameters, measured
+    updates / samples / seconds to the target, whether it was censored, mean staleness."""
+    tg = df[df.what == "target"]
+    if tg.empty:
+        return pd.DataFrame()
+    hyper = df[df.what == "hyper"].pivot_table(index="run_id", columns="metric",
+                                               values="value", aggfunc="first")
+    stale = df[(df.what == "staleness") & (df.stat == "mean")].set_index("run_id")["value"]
+    wide = tg.pivot_table(index="run_id", columns="metric", values="value", aggfunc="first")
+    first = tg.groupby("run_id").first()
+    out = pd.DataFrame({
+        "run_id": wide.index, "strategy": first.strategy, "ranks": first.ranks,
+        "param_servers": first.param_servers, "groups": first.groups,
+        "workers": first.ranks - first.param_servers, "threads": first.threads,
+        "batch": first.batch, "subject": first.subject, "image_size": first.image_size,
+        "straggler": first.straggler, "functional": first.functional,
+        "censored": first.stat == "censored", "updates": wide["updates"],
+        "samples": wide["samples"], "time_s": wide["time"]})
+    for m in ("update_batch", "momentum", "lr", "target_loss", "difficulty", "seed"):
+        out[m] = hyper[m].reindex(out.index) if m in hyper else np.nan
+    out["staleness"] = stale.reindex(out.index).fillna(0.0)
+    return out.reset_index(drop=True)
+
+
+def fit(calib: pd.DataFrame) -> Convergence:
+    """The convergence model from calibration runs: sync (and 1-group async) runs that reached
+    the target fit S_min and B_noise; runs of 2+ groups fit gamma and kappa. Censored runs are
+    left out (they bound the updates from below) and named in the source."""
+    if calib.empty:
+        raise UserError("no calibration runs with a target in the given results")
+    targets = calib.target_loss.unique()
+    if len(targets) != 1:
+        raise UserError(f"calibration runs at several target losses {sorted(targets)}: give "
+                        "runs of one target")
+    ok = calib[~calib.censored]
+    sync = ok[ok.groups <= 1]
+    moms = sync.momentum.unique()
+    if len(moms) != 1:
+        raise UserError(f"sync calibration runs at several momenta {sorted(moms)}")
+    try:
+        conv = fit_batch(sync.update_batch, sync.updates, list(sync.run_id),
+                         ref_momentum=float(moms[0]))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    asy = ok[ok.groups > 1]
+    if len(asy) >= 2:
+        conv = fit_async(conv, asy.update_batch, asy.staleness, asy.momentum, asy.updates,
+                         list(asy.run_id))
+    conv.source["censored (left out)"] = list(calib[calib.censored].run_id)
+    conv.source["target_loss"] = float(targets[0])
+    return conv
+
+
+def compare(held: pd.DataFrame, conv: Convergence, node: pd.DataFrame, link) -> pd.DataFrame:
+    """Predicted against measured time to target for each held-out run: updates from the
+    convergence model (staleness G - 1, the run's momentum) x the throughput model's step time
+    (from the node profile and the ping-pong) / G; intervals over the fit's +-1 standard
+    errors."""
+    from .validate import apply_bandwidth, predict_run, profile_rates
+
+    rates, apply_bw = profile_rates(node), apply_bandwidth(node)
+    rows = []
+    for r in held.itertuples():
+        thr, _, note = predict_run(r, rates, link, apply_bw)
+        g = max(int(r.groups), 1)
+        step_s = r.workers * r.batch / thr if thr == thr else float("nan")
+        nominal, lo, hi = conv.interval(
+            lambda m: m.updates(r.update_batch, g - 1.0, r.momentum))
+        t = float(nominal) * step_s / g
+        rows.append(dict(run_id=r.run_id, strategy=r.strategy, workers=int(r.workers),
+                         groups=g, param_servers=int(r.param_servers), threads=int(r.threads),
+                         batch=int(r.batch), update_batch=int(r.update_batch),
+                         straggler=r.straggler, functional=bool(r.functional),
+                         censored=bool(r.censored), measured_updates=float(r.updates),
+                         predicted_updates=float(nominal),
+                         updates_error=float(nominal) / r.updates - 1,
+                         measured_s=float(r.time_s), predicted_s=t,
+                         predicted_low_s=float(lo) * step_s / g,
+                         predicted_high_s=float(hi) * step_s / g,
+                         error=t / r.time_s - 1, step_s=step_s, note=note))
+    return pd.DataFrame(rows)
+
+
+def summary(cmp: pd.DataFrame) -> dict:
+    """Median |error| of time to target and Kendall tau over timed, uncensored runs."""
+    from .plan import kendall_tau
+
+    timed = cmp[~cmp.functional & ~cmp.censored & cmp.error.notna()]
+    return dict(runs=int(len(timed)),
+                median_abs_error=float(np.median(np.abs(timed.error))) if len(timed) else
+                float("nan"),
+                median_abs_updates_error=float(np.median(np.abs(timed.updates_error)))
+                if len(timed) else float("nan"),
+                kendall_tau=float(kendall_tau(timed.predicted_s, timed.measured_s))
+                if len(timed) >= 2 else float("nan"),
+                censored=int(cmp.censored.sum()))
+
+
+def fit_rows(conv: Convergence, base: dict) -> list[dict]:
+    """The fitted parameters as results rows (what='convergence_fit', stat 'fit', min/max at
+    +-1 standard error); the runs they came from are in the fit's JSON beside them."""
+    from .results import make_row
+
+    out = []
+    for name, unit in (("s_min", "updates"), ("b_noise", "samples"), ("gamma", "1"),
+                       ("kappa", "1/update"), ("ref_momentum", "1")):
+        v, se = getattr(conv, name), getattr(conv, name + "_se", 0.0)
+        out.append(make_row(base, what="convergence_fit", metric=name, value=v, unit=unit,
+                            stat="fit", min=v - se, max=v + se))
+    return out
+
+
+# --- the sweep ---------------------------------------------------------------------------
+
+def _pm(argv: list[str]) -> int:
+    """One stage in its own process (no thread pool, affinity or BLAS state carries over)."""
+    return subprocess.run([sys.executable, "-m", "perfmodel", *argv]).returncode
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="results/convergence", help="folder for the results "
+                   "(default results/convergence)")
+    p.add_argument("--target-loss", type=float, default=0.45, help="smoothed held-out loss "
+                   "to reach (default 0.45; chance is ln 2 = 0.693)")
+    p.add_argument("--max-steps", type=int, default=4000, help="cap per run (default 4000)")
+    p.add_argument("--seeds", type=int, default=2, help="calibration runs per batch "
+                   "(default 2)")
+    p.add_argument("--quick", action="store_true", help="one seed, fewer held-out runs "
+                   "(for the report pipeline)")
+    p.add_argument("--compare-only", action="store_true", help="refit and compare the "
+                   "results already in --out")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run_converge(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if args.target_loss <= 0 or args.max_steps < 1 or args.seeds < 1:
+        raise UserError("--target-loss must be > 0, --max-steps and --seeds >= 1")
+    if not args.compare_only:
+        _sweep(args, out)
+    return report(out, args.json)
+
+
+def _sweep(args: argparse.Namespace, out: Path) -> None:
+    for f in out.glob("*.csv"):
+        f.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / "data"
+    held = HELD_OUT[::2] + HELD_OUT[5:6] if args.quick else HELD_OUT
+    seeds = 1 if args.quick else args.seeds
+    q = ["--no-progress"]
+    tgt = ["--target-loss", f"{args.target_loss:g}", "--max-steps", str(args.max_steps),
+           "--data", str(data)]
+    stages: list[tuple[str, list[str]]] = [
+        ("data", ["data", "--net", "hep", "--image-size", "32", "--samples", "4096",
+                  "--shards", "2", "--val-samples", "512", "--out", str(data)])]
+    for b in CALIB_BATCHES:
+        for seed in range(seeds):
+            stages.append((f"calibration sync b={b} seed {seed}",
+                           ["scale", *NET, *TRAIN, *tgt, "--strategies", "sync", "--workers",
+                            "1", "--batch", str(b), "--noise-scale", "--seed", str(seed),
+                            "-o", str(out / "calibration.csv"), *q]))
+    for retune in ([], ["--retune-momentum"]):
+        stages.append((f"calibration async 2-3 groups{' re-tuned' if retune else ''}",
+                       ["scale", *NET, *TRAIN, *tgt, "--strategies", "async", "--workers",
+                        "2,3", "--batch", "16", *retune, "-o",
+                        str(out / "calibration.csv"), *q]))
+    for thr in (1, 2):
+        stages.append((f"node profile, {thr} thread(s)",
+                       ["node", *NET, "--threads", str(thr), "--sweep", PROFILE_BATCHES,
+                        "--batch", "8", "--repeats", "10", "-o",
+                        str(out / f"node-t{thr}.csv"), *q]))
+    for i, (label, argv) in enumerate(held):
+        stages.append((f"held out: {label}",
+                       ["scale", *NET, *TRAIN, *tgt, *argv, *(["--micro"] if i == 0 else []),
+                        "-o", str(out / "heldout.csv"), *q]))
+    bar = ProgressBar(len(stages), "converge", enabled=False if args.no_progress else None)
+    for label, argv in stages:
+        rc = _pm(argv)
+        if rc:
+            print(f"perfmodel converge: stage '{label}' failed (exit {rc}); going on",
+                  file=sys.stderr)
+        bar(label)
+
+
+def analyse(out: Path) -> tuple[Convergence, pd.DataFrame, pd.DataFrame]:
+    """(fitted model, calibration table, comparison) from the results under ``out``."""
+    from .model_cli import _read_all
+    from .validate import link_from
+
+    for name in ("calibration.csv", "heldout.csv", "node-t1.csv"):
+        if not (out / name).exists():
+            raise UserError(f"{out / name} is missing: run perfmodel converge --out {out}")
+    calib = target_table(_read_all([str(out / "calibration.csv")]))
+    conv = fit(calib)
+    runs = _read_all([str(out / "heldout.csv")])
+    node = _read_all([str(p) for p in sorted(out.glob("node-t*.csv"))])
+    cmp = compare(target_table(runs), conv, node, link_from(runs))
+    return conv, calib, cmp
+
+
+def report(out: Path, as_json: bool = False) -> int:
+    from .provenance import run_base
+    from .results import ResultsWriter
+
+    conv, calib, cmp = analyse(out)
+    s = summary(cmp)
+    cmp.to_csv(out / "time_to_target.csv", index=False)
+    ResultsWriter(out / "fit.csv").add(fit_rows(conv, run_base(1)))
+    (out / "fit.json").write_text(json.dumps(dict(
+        s_min=conv.s_min, s_min_se=conv.s_min_se, b_noise=conv.b_noise,
+        b_noise_se=conv.b_noise_se, gamma=conv.gamma, gamma_se=conv.gamma_se,
+        kappa=conv.kappa, kappa_se=conv.kappa_se, ref_momentum=conv.ref_momentum,
+        fitted_on=conv.source, summary=s), indent=2, default=float))
+    if as_json:
+        print(json.dumps(dict(fit=json.loads((out / "fit.json").read_text()),
+                              runs=cmp.to_dict("records")), indent=2, default=float))
+        return 0
+    print(f"calibration (fitted; {len(calib)} runs, target {conv.source['target_loss']:g}):")
+    print(f"  S_min = {conv.s_min:.0f} +- {conv.s_min_se:.0f} updates, B_noise = "
+          f"{conv.b_noise:.1f} +- {conv.b_noise_se:.1f} samples (sync runs "
+          f"{', '.join(conv.source['s_min, b_noise'])})")
+    if "gamma, kappa" in conv.source:
+        print(f"  gamma = {conv.gamma:.3f} +- {conv.gamma_se:.3f}, kappa = {conv.kappa:.3f} "
+              f"+- {conv.kappa_se:.3f} /update (async runs "
+              f"{', '.join(conv.source['gamma, kappa'])})")
+    pct = lambda e: "-" if e != e else f"{100 * e:+.0f}%"  # noqa: E731
+    rows = [[r.strategy, r.workers, r.groups, r.threads, r.batch, r.straggler or "-",
+             f"{r.measured_updates:.0f}", f"{r.predicted_updates:.0f}",
+             f"{r.measured_s:.1f}", f"{r.predicted_s:.1f} [{r.predicted_low_s:.1f}, "
+             f"{r.predicted_high_s:.1f}]", pct(r.error),
+             "censored" if r.censored else ("functional" if r.functional else "timed")]
+            for r in cmp.itertuples()]
+    print("\nheld-out runs (none used in a fit): time to target, measured vs predicted")
+    print(table(["strategy", "workers", "groups", "thr", "batch", "straggler",
+                 "updates meas", "updates pred", "time meas s", "time pred s", "error",
+                 "kind"], rows))
+    print(f"\nmedian |error| of time to target over {s['runs']} timed runs: "
+          f"{100 * s['median_abs_error']:.1f}% (updates alone "
+          f"{100 * s['median_abs_updates_error']:.1f}%); Kendall tau {s['kendall_tau']:.2f}"
+          f"\nwritten: {out / 'time_to_target.csv'}, {out / 'fit.json'}")
+    return 0
