@@ -123,7 +123,7 @@ def compare(held: pd.DataFrame, conv: Convergence, node: pd.DataFrame, link) -> 
         g = max(int(r.groups), 1)
         step_s = r.workers * r.batch / thr if thr == thr else float("nan")
         nominal, lo, hi = conv.interval(
-            lambda m: m.updates(r.update_batch, g - 1.0, r.momentum))
+            lambda m, b=r.update_batch, tau=g - 1.0, mu=r.momentum: m.updates(b, tau, mu))
         t = float(nominal) * step_s / g
         rows.append(dict(run_id=r.run_id, strategy=r.strategy, workers=int(r.workers),
                          groups=g, param_servers=int(r.param_servers), threads=int(r.threads),

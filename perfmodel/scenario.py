@@ -436,7 +436,7 @@ def corners(s: dict) -> list[dict[tuple[str, str], float]]:
 
 
 def to_inputs(s: dict, values: dict[tuple[str, str], float] | None = None) -> Inputs:
-    c, conv = s["cluster"], s["convergence"]
+    c = s["cluster"]
     values = values or corners(s)[0]
     flop_per_sample, blobs = workload_ledger(s["workload"])
 
