@@ -192,6 +192,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--filters", type=int, default=128, help="HEP conv width")
     p.add_argument("--no-shuffle", action="store_true", help="read shards in file order")
     p.add_argument("--inject-fault", default="", help="tests only: raise|kill|hang:RANK:STEP")
+    add_convergence_arguments(p)
+
+
+def add_convergence_arguments(p: argparse.ArgumentParser) -> None:
+    """Evaluation, target, noise-scale and trace options: the harness's, which ``perfmodel
+    scale`` passes on to every run."""
     p.add_argument("--eval-every", type=int, default=0, help="steps between held-out "
                    "evaluations on DATA/val.h5 (default 0: none)")
     p.add_argument("--eval-samples", type=int, default=256, help="held-out events per "
@@ -208,6 +214,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "scale B_simple (McCandlish et al. 2018) every step")
     p.add_argument("--trace-every", type=int, default=1, help="per-iteration rows for every "
                    "N-th step (default 1: all; long runs stay small with 10)")
+
 
 
 def from_args(a: argparse.Namespace) -> HarnessConfig:

@@ -25,7 +25,8 @@ from pathlib import Path
 from kernels.threads import available_cores
 
 from ..ui import ProgressBar, UserError
-from .config import STRATEGIES, HarnessConfig, Straggler, to_argv, validate
+from .config import (STRATEGIES, HarnessConfig, Straggler, add_convergence_arguments,
+                     to_argv, validate)
 
 
 def _ints(field: str, text: str) -> list[int]:
@@ -65,23 +66,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="async/hybrid: lower the explicit momentum for G groups to "
                         "max(0, 1 - G (1 - m)), keeping the effective momentum at m "
                         "(Mitliagkas et al. 2016)")
-    p.add_argument("--lr-warmup", type=int, default=0, help="steps of linear lr warm-up "
-                   "(default 0)")
     p.add_argument("--dropout", type=float, default=0.5, help="HEP dropout (default 0.5, the "
                    "published net's; 16-filter nets learn with 0)")
     p.add_argument("--seed", type=int, default=0, help="weights and data order (default 0)")
-    p.add_argument("--eval-every", type=int, default=0, help="held-out evaluation every N "
-                   "steps (default 0: none)")
-    p.add_argument("--eval-samples", type=int, default=256, help="held-out events per "
-                   "evaluation (default 256)")
-    p.add_argument("--target-loss", type=float, default=0.0, help="stop each run when its "
-                   "smoothed held-out loss reaches this (needs --eval-every)")
-    p.add_argument("--max-steps", type=int, default=0, help="with --target-loss: cap on "
-                   "timed steps (a run that hits it is censored; default --steps)")
-    p.add_argument("--noise-scale", action="store_true", help="measure the gradient noise "
-                   "scale B_simple during training")
-    p.add_argument("--trace-every", type=int, default=1, help="per-iteration rows every N "
-                   "steps (default 1)")
+    add_convergence_arguments(p)
     p.add_argument("--data", default=None, help="HDF5 shards (default data/NET-SIZE[-dD], "
                    "made if missing)")
     p.add_argument("--samples", type=int, default=1024, help="samples to generate when the "
@@ -164,7 +152,8 @@ def plan(args: argparse.Namespace, cores: int) -> tuple[list[tuple[int, HarnessC
                     groups=1 if strat != "hybrid" else g, param_servers=s, lr=args.lr,
                     momentum=momentum, lr_warmup=args.lr_warmup, dropout=args.dropout,
                     seed=args.seed, eval_every=args.eval_every,
-                    eval_samples=args.eval_samples, target_loss=args.target_loss,
+                    eval_samples=args.eval_samples, smooth=args.smooth,
+                    target_loss=args.target_loss,
                     max_steps=args.max_steps, noise_scale=args.noise_scale,
                     trace_every=args.trace_every,
                     straggler=straggler, threads=threads, filters=args.filters,
