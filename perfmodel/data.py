@@ -5,7 +5,11 @@
   (RPV-SUSY-like multi-jet) events carry 5-8 jets whose energies are spread evenly; background
   (QCD-like) events carry 2-4 jets with a steep energy fall-off plus soft pile-up. The jet
   counts overlap in total energy, so a classifier must learn the pattern, not the sum. Each
-  channel is normalized by its maximum over the data set, as the original preprocessing does.
+  channel is divided by its root mean square over the first shard (``NORMALIZATION``), so
+  every input channel has unit second moment and empty pixels stay exactly 0. The original
+  preprocessing divides by the maximum instead; with that, the 16-filter net at 32 px sat on
+  the ln 2 plateau for ~400 updates and then wandered at held-out loss 0.40-0.45 for 2,000
+  (batch 16, lr 0.01, momentum 0.9, 3 seeds), while RMS-scaled inputs reached 0.35 in 320-480.
   ``difficulty`` (0..1, default 0) makes the classes harder to tell apart: background jet
   counts reach up to 4 + round(3 d) and signal ones down to 5 - round(2 d), so multiplicities
   overlap, and pile-up grows denser and harder (density 0.02 (1 + 4 d), mean energy
@@ -117,6 +121,7 @@ def climate_events(n: int, image_size: int, grid: tuple[int, int], labelled_frac
 
 
 VAL_FILE = "val.h5"
+NORMALIZATION = "rms"  # HEP channels over their root mean square (see the module docstring)
 VAL_STREAM = 2**20  # seed-stream index of the held-out events (training shards use 0, 1, ...)
 
 
@@ -140,8 +145,9 @@ def write_dataset(out: str | os.PathLike, net: str, samples: int, image_size: in
         rng = np.random.default_rng([seed, k])
         if net == "hep":
             x, y = hep_events(n, image_size, rng, difficulty)
-            if norm is None:  # per-channel maxima of the first shard normalize every shard
-                norm = np.maximum(x.max(axis=(0, 2, 3)), 1e-12)
+            if norm is None:  # per-channel RMS of the first shard scales every shard
+                norm = np.maximum(np.sqrt((x.astype(np.float64) ** 2).mean(axis=(0, 2, 3))),
+                                  1e-12)
             arrays: dict[str, Any] = dict(x=(x / norm[None, :, None, None]).astype(np.float32),
                                           y=y)
         else:
@@ -157,7 +163,8 @@ def write_dataset(out: str | os.PathLike, net: str, samples: int, image_size: in
                 f.create_dataset(name, data=a)
             f.attrs.update(net=net, seed=seed, shard=k, shards=shards, samples=n,
                            image_size=image_size, generator_version=GENERATOR_VERSION,
-                           difficulty=difficulty, held_out=name == VAL_FILE)
+                           difficulty=difficulty, held_out=name == VAL_FILE,
+                           normalization=NORMALIZATION if net == "hep" else "none")
         os.replace(tmp, path)
         paths.append(path)
         if progress:
@@ -177,7 +184,9 @@ def dataset_matches(folder: str | os.PathLike, difficulty: float = 0.0,
         return False
     with h5py.File(shards[0], "r") as f:
         return (int(f.attrs.get("generator_version", 0)) == GENERATOR_VERSION
-                and float(f.attrs.get("difficulty", 0.0)) == float(difficulty))
+                and float(f.attrs.get("difficulty", 0.0)) == float(difficulty)
+                and (f.attrs["net"] != "hep"
+                     or f.attrs.get("normalization", "max") == NORMALIZATION))
 
 
 def load_held_out(folder: str | os.PathLike, samples: int | None = None

@@ -20,7 +20,9 @@ def test_data_writes_seeded_shards(tmp_path, capsys):
     with h5py.File(files[0]) as f:
         x, y = f["x"][:], f["y"][:]
         assert x.shape == (14, 3, 16, 16) and set(np.unique(y)) <= {0, 1}
-        assert x.max() <= 1.0 and not ((x != 0) & (np.abs(x) < 1e-30)).any()  # no denormals
+        rms = np.sqrt((x.astype(np.float64) ** 2).mean(axis=(0, 2, 3)))
+        assert rms == pytest.approx(1.0, rel=1e-4) and f.attrs["normalization"] == "rms"
+        assert (x >= 0).all() and not ((x != 0) & (np.abs(x) < 1e-30)).any()  # no denormals
     again = tmp_path / "e"
     main(["data", "--net", "hep", "--image-size", "16", "--samples", "40", "--shards", "3",
           "--out", str(again)])
