@@ -46,7 +46,10 @@ def hep_net(image_size: int = 224, filters: int = 128, in_channels: int = 3, cla
     layers += [Conv2d(c, filters, 3, 1, 1, rng=rng), ReLU(inplace=True), GlobalAvgPool2d(),
                Linear(filters, classes, rng=rng)]
     net = Sequential(*layers, input_shape=(in_channels, image_size, image_size), **optim)
-    net.name = "hep" if filters == 128 else f"hep-f{filters}"  # scaled width: its own name
+    # a scaled width or a dropout other than the published 0.5 is another workload: its own
+    # name (the model matches node profiles to harness runs by it)
+    net.name = ("hep" if filters == 128 else f"hep-f{filters}") + (
+        "" if dropout == 0.5 else f"-d{dropout:g}")
     return net
 
 

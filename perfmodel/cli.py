@@ -53,6 +53,9 @@ def add_node_args(p: argparse.ArgumentParser) -> None:
                    help="scaled variant: input height=width in pixels (default: published size)")
     p.add_argument("--filters", type=_positive_int("filters"), default=None,
                    help="HEP only: conv width of a scaled variant (default 128)")
+    p.add_argument("--dropout", type=float, default=None,
+                   help="HEP only: dropout probability (default: the published 0.5; 0 as the "
+                        "convergence runs train, which also names the subject hep...-d0)")
     p.add_argument("--sweep", type=_batch_list, default=None,
                    help="batches for the rate-vs-batch curve (default 1,2,4,8,16; "
                         "--quick: 1,2,4,8)")
@@ -80,7 +83,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         path = build(out, [], paper=True, plan=False,
                      title="Deep Learning at 15PF: the paper's figures beside the model's")
     elif args.results:
-        path = build(out, args.results)
+        path = build(out, args.results, convergence=args.convergence)
     else:
         path = default_pipeline(out, progress=not args.no_progress, full=args.full)
     print(f"report: {path.resolve()}")
@@ -135,6 +138,8 @@ def _build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default=None, help="output folder (default reports/latest, "
                      "or reports/paper with --paper)")
     rep.add_argument("--results", nargs="+", default=None, help="results files to report")
+    rep.add_argument("--convergence", default=None, help="with --results: a perfmodel "
+                     "converge folder for the time-to-target section")
     rep.add_argument("--paper", action="store_true", help="the paper reproduction only")
     rep.add_argument("--full", action="store_true", help="full-size HEP node measurement")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -33,10 +33,17 @@ Progress = Callable[[str], None]
 
 
 def build_net(name: str, image_size: int | None = None, seed: int = 0,
-              filters: int | None = None) -> kernels.Net:
+              filters: int | None = None, dropout: float | None = None) -> kernels.Net:
     """A net by name at its published size, or scaled: ``image_size`` and, for HEP, the conv
-    width ``filters``."""
+    width ``filters`` and the ``dropout`` probability (published 0.5; 0 drops the layers, as
+    the convergence runs train)."""
     kw: dict[str, Any] = dict(seed=seed)
+    if dropout is not None:
+        if name != "hep":
+            raise ValueError(f"dropout applies to the HEP net only (net={name!r})")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout={dropout} is out of range (allowed 0 <= p < 1)")
+        kw["dropout"] = dropout
     if image_size is not None:
         kw["image_size"] = image_size
     if filters is not None:

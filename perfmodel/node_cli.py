@@ -40,10 +40,11 @@ def _validate(args: argparse.Namespace) -> None:
     args.repeats = args.repeats or 5
     args.sweep = args.sweep if args.sweep is not None else [1, 2, 4, 8, 16]
     try:
-        N.build_net(args.net, args.image_size, filters=args.filters)
+        N.build_net(args.net, args.image_size, filters=args.filters, dropout=args.dropout)
     except ValueError as e:
-        field = ("--filters", args.filters) if "filters" in str(e) else ("--image-size",
-                                                                          args.image_size)
+        field = (("--filters", args.filters) if "filters" in str(e) else
+                 ("--dropout", args.dropout) if "dropout" in str(e) else
+                 ("--image-size", args.image_size))
         raise UserError(f"{field[0]}={field[1]}: {e}") from None
 
 
@@ -86,7 +87,8 @@ def _run_node(args: argparse.Namespace) -> int:
     main: N.StepMeasurement | None = None
     sweep = []
     for b in batches:
-        net = N.build_net(args.net, args.image_size, filters=args.filters)
+        net = N.build_net(args.net, args.image_size, filters=args.filters,
+                          dropout=args.dropout)
         probe = N.fma_probe(args.threads, args.quick) if b == args.batch else None
         m = N.measure_step(net, b, repeats=args.repeats, warmup=args.warmup, progress=bar,
                            probe=probe)

@@ -37,8 +37,14 @@ class Link:
 def _net(subject: str, image_size: int):
     import kernels
 
-    if subject.startswith("hep-f"):
-        return kernels.hep_net(image_size=image_size, filters=int(subject[5:]))
+    if subject.startswith("hep"):  # hep[-fFILTERS][-dDROPOUT], as kernels.hep_net names it
+        kw: dict = {}
+        for part in subject.split("-")[1:]:
+            if part[0] == "f":
+                kw["filters"] = int(part[1:])
+            elif part[0] == "d":
+                kw["dropout"] = float(part[1:])
+        return kernels.hep_net(image_size=image_size, **kw)
     return kernels.NETS[subject](image_size=image_size)
 
 

@@ -107,3 +107,32 @@ class Plan:
         from perfmodel import plan as PL
 
         PL.search(self.s, PL.Target(epochs=1), None, 3600.0, None)
+
+
+class TimeToTarget:
+    """The convergence model against held-out harness runs: ``perfmodel converge --quick``
+    (calibration runs fit S_min, B_noise, gamma, kappa; held-out timed runs at other batches,
+    worker counts, strategies and stragglers are predicted), tracking the median |error| of
+    time to target (%) and the Kendall tau of the predicted against the measured ranking."""
+
+    timeout = 1200
+    number = 1
+    repeat = 1
+
+    def setup_cache(self):
+        import json
+
+        tmp = Path(tempfile.mkdtemp(prefix="perfmodel-asv-ttt-"))
+        subprocess.run([sys.executable, "-m", "perfmodel", "converge", "--quick", "--out",
+                        str(tmp), "--no-progress"], check=True, capture_output=True)
+        return json.loads((tmp / "fit.json").read_text())["summary"]
+
+    def track_time_to_target_error(self, s):
+        return 100 * s["median_abs_error"]
+
+    track_time_to_target_error.unit = "%"
+
+    def track_time_to_target_kendall_tau(self, s):
+        return s["kendall_tau"]
+
+    track_time_to_target_kendall_tau.unit = "tau"

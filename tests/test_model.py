@@ -316,3 +316,23 @@ def test_localhost_preset_needs_and_uses_measurements(tmp_path):
     rate = measured["value"].median()
     # one worker: the measured node rate (FLOP per sample differs only by the update's FLOPs)
     assert p["throughput_flops"] == pytest.approx(rate, rel=0.01)
+
+
+def test_paper_time_to_target_interval_and_mechanisms():
+    """reproduce's hybrid-over-sync time to target: the nominal lies in its range over the
+    assumption corners; more staleness cost (kappa) can only make hybrid look worse; S_min
+    cancels in the ratio."""
+    from perfmodel.reproduce import _with, time_to_target
+
+    hep, _ = SC.load("cori-knl-hep")
+    fixed = lambda **kv: _with(hep, convergence__b_noise=1e4, convergence__gamma=0.0,  # noqa
+                               **kv)
+    r = time_to_target(hep)
+    assert r["ratio_low"] <= r["ratio"] <= r["ratio_high"]
+    assert len(r["time_s"]) == len(r["groups"])
+    ratios = [time_to_target(fixed(convergence__kappa=k))["ratio"] for k in (0.0, 0.1, 1.0)]
+    assert ratios[0] >= ratios[1] >= ratios[2]
+    a = time_to_target(fixed(convergence__kappa=0.1, convergence__s_min=1e3))
+    b = time_to_target(fixed(convergence__kappa=0.1, convergence__s_min=1e4))
+    assert a["ratio"] == pytest.approx(b["ratio"]) and b["best_sync_s"] == pytest.approx(
+        10 * a["best_sync_s"])

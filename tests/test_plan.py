@@ -64,7 +64,7 @@ def test_plan_cli_json_and_slurm(tmp_path, capsys):
     (["--epochs", "1", "--deadline", "1s"], "--deadline binds"),
     (["--epochs", "1", "--budget-node-hours", "0.0001"], "--budget-node-hours binds"),
     (["--epochs", "1", "--target-loss"], "exactly one target"),
-    (["--target-loss"], "target loss needs [convergence]"),
+    (["--target-loss", "--set", "convergence.s_min=0"], "target loss needs [convergence]"),
     (["--epochs", "-1"], "--epochs=-1.0"),
     (["--epochs", "1", "--deadline", "soon"], "--deadline='soon'"),
 ])
@@ -83,3 +83,23 @@ def test_today_presets_predict():
         assert 0 < p["efficiency"] <= 1
         lo, hi = p["interval"]["throughput_flops"]
         assert lo < hi  # the assumed node rate is an interval
+
+
+@pytest.mark.parametrize("b_noise", [64.0, 2000.0])
+def test_epochs_charge_batches_past_the_noise_scale(b_noise):
+    """With a stated B_noise, every configuration's time is charged E/E_min >= 1 + B/B_noise
+    epochs for its update batch B; the recommendation never sits past 10 B_noise uncharged.
+    Without B_noise the planner charges nothing (and says so)."""
+    s, _ = SC.load_for_plan("cori-knl-hep", ["cluster.nodes=512", f"convergence.b_noise={b_noise}",
+                                             "convergence.kappa=0", "convergence.gamma=0"])
+    df, _ = PL.search(s, PL.Target(epochs=1), 512, None, None, max_groups=8, max_servers=4)
+    samples = s["workload"]["dataset_samples"]
+    factor = df.time_s * df.throughput_samples_per_s / samples
+    assert (factor >= 1 + df.update_batch / b_noise - 1e-9).all()
+    best = df.iloc[0]
+    assert best.update_batch <= 10 * b_noise or factor.iloc[0] >= 11
+    s0, _ = SC.load_for_plan("cori-knl-hep", ["cluster.nodes=512", "convergence.b_noise=0"])
+    df0, _ = PL.search(s0, PL.Target(epochs=1), 512, None, None, max_groups=8, max_servers=4)
+    f0 = df0.time_s * df0.throughput_samples_per_s / samples
+    assert f0.to_numpy() == pytest.approx(1.0)
+    assert df0.update_batch.iloc[0] > df.update_batch.iloc[0]

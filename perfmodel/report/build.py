@@ -198,23 +198,6 @@ def harness_sections(df: pd.DataFrame, out: Path) -> list[Section]:
     else:
         secs.append(Section("Scaling: measured and predicted", text=text, figures=[f1],
                             tables=["scaling.csv"]))
-    loss = df[df.what == "loss"]
-    if loss.empty:
-        secs.append(Section("Loss vs wall-clock time", missing="no loss traces"))
-    else:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        lab = loss.assign(run=loss.strategy + " g" + loss.groups.astype(str) + " "
-                          + loss.straggler.replace("", "no straggler"))
-        lab = lab[lab.step >= 0].sort_values(["run", "elapsed_s"])
-        lab["smoothed"] = lab.groupby(["run_id", "rank"])["value"].transform(
-            lambda v: v.ewm(alpha=0.3).mean())
-        sns.lineplot(data=lab, x="elapsed_s", y="smoothed", hue="run", ax=ax, errorbar=None)
-        ax.set(xlabel="seconds since the timed start", ylabel="training loss (EMA)",
-               title="loss vs wall-clock time")
-        f2 = _save(fig, out, "loss_vs_time.png")
-        secs.append(Section("Loss vs wall-clock time", figures=[f2],
-                            text="Every worker's training loss, smoothed; compare sync with "
-                                 "hybrid at equal wall-clock time."))
     ph = df[(df.what == "run") & (df.metric == "time") & df.phase.isin(
         ["compute", "straggle", "wait", "comm", "ps", "io"])]
     if not ph.empty:
@@ -253,6 +236,117 @@ def harness_sections(df: pd.DataFrame, out: Path) -> list[Section]:
                             text="median |error| over timed runs: " + ", ".join(
                                 f"{k} {v:.1f}%" for k, v in med.items())))
     return secs
+
+
+def convergence_sections(out: Path, conv_dir: Path | None) -> list[Section]:
+    """Time to a target loss: the held-out runs' validation loss against wall-clock time with
+    the model's predicted time to target marked on each curve, the gradient noise scale over
+    training, and the predicted-vs-measured table (perfmodel converge's results)."""
+    title = "Time to a target loss: measured and predicted"
+    if conv_dir is None or not (conv_dir / "heldout.csv").exists():
+        return [Section(title, missing="no perfmodel converge results (make convergence)")]
+    from ..converge import analyse, summary
+    from ..results import read_results
+    from ..ui import UserError
+
+    try:
+        conv, calib, cmp = analyse(conv_dir)
+    except UserError as e:
+        return [Section(title, missing=str(e))]
+    s = summary(cmp)
+    if not s["runs"]:
+        notes = sorted({n for n in cmp.note if isinstance(n, str) and n}) if len(cmp) else []
+        return [Section(title, missing="no held-out timed run with a prediction"
+                        + (f" ({'; '.join(notes)})" if notes else ""))]
+    plt, sns = _plt()
+    held = read_results(conv_dir / "heldout.csv")
+    ev = held[(held.what == "eval") & (held.metric == "val_loss_smoothed")]
+    lab = {r.run_id: f"{r.strategy} {r.workers}x{r.batch}" + (" straggler" if r.straggler
+                                                               else "")
+           for r in cmp.itertuples()}
+    fig, axes = plt.subplots(2, 2, figsize=(14, 9.5))
+    axes = axes.ravel()
+    ax = axes[0]
+    palette = sns.color_palette("tab10", len(cmp))
+    for colour, r in zip(palette, cmp.itertuples()):
+        e = ev[ev.run_id == r.run_id].sort_values("step")
+        ax.plot(e.elapsed_s, e.value, color=colour, lw=1.3, label=lab[r.run_id])
+        ax.errorbar([r.predicted_s], [conv.source["target_loss"]],
+                    xerr=[[r.predicted_s - r.predicted_low_s],
+                          [r.predicted_high_s - r.predicted_s]],
+                    fmt="v", color=colour, ms=7, capsize=3)
+    ax.axhline(conv.source["target_loss"], color="k", ls=":", lw=1)
+    ax.axhline(np.log(2), color="grey", ls="--", lw=1)
+    ax.set(xlabel="seconds since the timed start (evaluation pauses excluded)",
+           ylabel="held-out loss (EMA)", title="held-out runs; triangles: predicted time to "
+           "target")
+    ax.legend(fontsize=7)
+    cal = read_results(conv_dir / "calibration.csv")
+    nz = cal[(cal.what == "noise") & (cal.metric == "b_simple") & cal.value.notna()]
+    ax = axes[1]
+    if nz.empty:
+        ax.set_title("no noise-scale rows (--noise-scale)")
+    else:
+        nz = nz.merge(calib[["run_id", "update_batch"]], on="run_id")
+        sns.lineplot(data=nz.assign(batch=nz.update_batch.astype(int)), x="step", y="value",
+                     hue="batch", palette="viridis", errorbar=None, ax=ax)
+        ax.axhline(conv.b_noise, color="red", ls="--", lw=1,
+                   label=f"fitted B_noise {conv.b_noise:.1f}")
+        ax.set(yscale="log", xlabel="step", ylabel="B_simple = tr(Sigma) / |G|^2 (samples)",
+               title="gradient noise scale over training (sync calibration)")
+        ax.legend(fontsize=7, title="batch")
+    ax = axes[2]
+    ok = cmp[~cmp.censored]
+    ax.errorbar(ok.measured_s, ok.predicted_s,
+                yerr=[ok.predicted_s - ok.predicted_low_s, ok.predicted_high_s - ok.predicted_s],
+                fmt="o", capsize=3)
+    for r in ok.itertuples():
+        ax.annotate(lab[r.run_id], (r.measured_s, r.predicted_s), fontsize=6,
+                    xytext=(3, 3), textcoords="offset points")
+    lim = [0, 1.15 * max(ok.measured_s.max(), ok.predicted_high_s.max())]
+    ax.plot(lim, lim, "k:", lw=1)
+    ax.fill_between(lim, [0.75 * v for v in lim], [1.25 * v for v in lim], color="grey",
+                    alpha=0.15, lw=0)
+    ax.set(xlim=lim, ylim=lim, xlabel="measured s", ylabel="predicted s",
+           title="time to target (band: +-25%)")
+    ax = axes[3]
+    cev = cal[(cal.what == "eval") & (cal.metric == "val_loss_smoothed")]
+    for r in calib.itertuples():
+        e = cev[cev.run_id == r.run_id].sort_values("step")
+        style = "-" if r.groups <= 1 else "--"
+        ax.plot(e.elapsed_s, e.value, style, lw=1,
+                label=f"{r.strategy} g{r.groups} b{r.update_batch:.0f} mu{r.momentum:.2f}")
+    ax.axhline(conv.source["target_loss"], color="k", ls=":", lw=1)
+    ax.set(xlabel="seconds (functional runs: not timing data)", ylabel="held-out loss (EMA)",
+           title="calibration runs (fitted on; dashed: asynchronous)")
+    ax.legend(fontsize=6, ncol=2)
+    f = _save(fig, out, "time_to_target.png")
+    tab = cmp[["strategy", "workers", "groups", "threads", "batch", "update_batch",
+               "straggler", "censored", "measured_updates", "predicted_updates",
+               "measured_s", "predicted_s", "predicted_low_s", "predicted_high_s",
+               "error"]].copy()
+    tab["error"] = (100 * tab.error).round(1)
+    tab.round(3).to_csv(out / "time_to_target.csv", index=False)
+    fit = pd.DataFrame([dict(parameter=n, value=round(getattr(conv, n), 4),
+                             standard_error=round(getattr(conv, n + "_se", 0.0), 4),
+                             fitted_on=", ".join(conv.source.get(k, [])))
+                        for n, k in (("s_min", "s_min, b_noise"), ("b_noise", "s_min, b_noise"),
+                                     ("gamma", "gamma, kappa"), ("kappa", "gamma, kappa"))])
+    fit.to_csv(out / "convergence_fit.csv", index=False)
+    bar = (s["runs"] >= 8 and s["median_abs_error"] <= 0.25 and s["kendall_tau"] >= 0.8)
+    text = (f"Calibration (fitted, {len(calib)} runs to held-out loss "
+            f"{conv.source['target_loss']:g}; never scored): S_min = {conv.s_min:.0f} "
+            f"+- {conv.s_min_se:.0f} updates, B_noise = {conv.b_noise:.1f} +- "
+            f"{conv.b_noise_se:.1f} samples, gamma = {conv.gamma:.2f} +- {conv.gamma_se:.2f},"
+            f" kappa = {conv.kappa:.2f} +- {conv.kappa_se:.2f}. Held-out timed runs (other "
+            f"batches, worker counts, strategies, stragglers; none used in a fit): median "
+            f"|error| of time to target {100 * s['median_abs_error']:.1f}% over {s['runs']} "
+            f"runs (updates alone {100 * s['median_abs_updates_error']:.1f}%), Kendall tau "
+            f"{s['kendall_tau']:.2f}; the bar (>= 8 runs, <= 25%, tau >= 0.8) is "
+            f"{'met' if bar else 'NOT met'}. Predicted = updates (convergence model) x step "
+            "time (throughput model from the node profile) / groups.")
+    return [Section(title, text=text, figures=[f],
+                    tables=["time_to_target.csv", "convergence_fit.csv"])]
 
 
 def plan_section(out: Path, preset: str = "cori-knl-hep", epochs: float = 10,
@@ -308,7 +402,7 @@ def paper_sections(out: Path) -> list[Section]:
                        "net": ["hep"] * len(extra["strong_nodes"])
                        + ["climate"] * len(extra["strong_nodes"])})
     sc.round(4).to_csv(out / "strong_scaling_model.csv", index=False)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
     sns.lineplot(data=sc, x="nodes", y="speedup", hue="net", marker="o", ax=axes[0])
     axes[0].plot(sc.nodes.unique(), sc.nodes.unique(), "k:", lw=1, label="ideal")
     axes[0].scatter([512], [320], marker="*", s=150, color="red", label="paper: 320x at 512")
@@ -322,15 +416,33 @@ def paper_sections(out: Path) -> list[Section]:
     wk.round(4).to_csv(out / "weak_scaling_model.csv", index=False)
     sns.lineplot(data=wk, x="nodes", y="efficiency", hue="strategy", marker="o", ax=axes[1])
     axes[1].set(xscale="log", ylim=(0, 1.05), title="climate weak scaling, batch 8 (model)")
+    tt = extra["time_to_target"]
+    ttd = pd.DataFrame({"groups": tt["groups"], "time_to_target_s": tt["time_s"],
+                        "low_s": tt["time_low_s"], "high_s": tt["time_high_s"]})
+    ttd.round(2).to_csv(out / "time_to_target_model.csv", index=False)
+    ax = axes[2]
+    ax.fill_between(ttd.groups, ttd.low_s / 60, ttd.high_s / 60, alpha=0.2,
+                    label="range over the assumptions")
+    ax.plot(ttd.groups, ttd.time_to_target_s / 60, "o-", label="nominal")
+    ax.set(xscale="log", yscale="log", xlabel="groups (1 = sync on every node)",
+           ylabel="minutes to loss 0.05",
+           title="HEP time to loss 0.05 on 9600 nodes (assumed)")
+    ax.legend(fontsize=8)
     f1 = _save(fig, out, "paper_scaling.png")
     held = [passed(f) for f in figs if f.status == "held out"]
     return [Section("The paper's figures beside the model's",
                     text=f"Held-out figures within tolerance: {sum(bool(h) for h in held)} of "
                          f"{len(held)}. Fitted parameters are listed with the figure each was "
-                         "fitted on; those figures do not count as reproduced.",
+                         "fitted on; those figures do not count as reproduced. Time to "
+                         "target (right) rests on the preset's stated convergence assumption "
+                         f"intervals: best sync over best hybrid is {tt['ratio']:.2f}x nominal, "
+                         f"[{tt['ratio_low']:.2f}, {tt['ratio_high']:.2f}]x over them (the paper: "
+                         "1.66x); sync pays in updates past the critical batch, hybrid in "
+                         "staleness.",
                     figures=[f1], tables=["reproduction.csv", "fitted_parameters.csv",
                                           "strong_scaling_model.csv",
-                                          "weak_scaling_model.csv"])]
+                                          "weak_scaling_model.csv",
+                                          "time_to_target_model.csv"])]
 
 
 CHECK_SCRIPT = """<script>
@@ -390,8 +502,10 @@ def write_summary(out: Path, title: str, sections: list[Section]) -> Path:
 
 
 def build(out: str | Path, results: list[str | Path], paper: bool = True,
-          title: str = "perfmodel report", plan: bool = True) -> Path:
-    """The report folder ``out`` from ``results`` files (and the model's paper figures)."""
+          title: str = "perfmodel report", plan: bool = True,
+          convergence: str | Path | None = None) -> Path:
+    """The report folder ``out`` from ``results`` files (and the model's paper figures);
+    ``convergence``: a ``perfmodel converge`` folder for the time-to-target section."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     df = load(results)
@@ -401,6 +515,7 @@ def build(out: str | Path, results: list[str | Path], paper: bool = True,
     else:
         sections += node_sections(df, out)
         sections += harness_sections(df, out)
+    sections += convergence_sections(out, None if convergence is None else Path(convergence))
     if paper:
         sections += paper_sections(out)
     if plan:
