@@ -12,6 +12,7 @@ Columns (name, type, meaning):
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import math
 import os
@@ -113,7 +114,8 @@ def make_row(base: dict[str, Any], **fields: Any) -> dict[str, Any]:
     row = {n: "" for n in NAMES}
     row.update(schema=SCHEMA_VERSION, stat="median", min=math.nan, max=math.nan, repeats=1,
                batch=0, image_size=0, flop=0.0, bytes=0.0, layer="", phase="", strategy="",
-               groups=0, param_servers=0, rank=-1, step=-1, elapsed_s=math.nan, straggler="")
+               groups=0, param_servers=0, rank=-1, step=-1, elapsed_s=math.nan, straggler="",
+               time_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     row.update(base)
     row.update(fields)
     unknown = set(row) - set(NAMES)
@@ -138,6 +140,15 @@ def _atomic_write_text(path: Path, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def is_results_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a results file of this schema (by its header line)."""
+    try:
+        with open(path) as f:
+            return f.readline().strip().split(",") == NAMES
+    except OSError:
+        return False
 
 
 class ResultsWriter:
