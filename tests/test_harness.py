@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
+from perfmodel.harness.config import Straggler
 from perfmodel.results import read_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,3 +176,23 @@ def test_bad_arguments_exit_2_before_work(data, args, match):
     r = mpirun(3, ["--data", str(ranks)] + args, timeout=60)
     assert r.returncode == 2
     assert match in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("spec", ["exponential:0.02", "uniform:0.01:0.05", "constant:0.03"])
+def test_straggler_draws_follow_the_law(spec):
+    """Stratified delays: one draw per equal-probability stratum, so a short run's delays have
+    the law's mean (30 independent exponential draws scatter by 18%), yet they are random in
+    order, differ between seeds, and every stratum is hit once."""
+    s = Straggler.parse(spec)
+    mean = {"exponential": 0.02, "uniform": 0.03, "constant": 0.03}[s.kind]
+    rng = np.random.default_rng(1)
+    means = [s.draws(30, rng).mean() for _ in range(200)]
+    assert np.median(np.abs(np.array(means) / mean - 1)) < 0.03
+    d = s.draws(50, np.random.default_rng(2))
+    if s.kind != "constant":
+        assert not np.all(np.diff(d) >= 0)  # shuffled
+        strata = np.floor(50 * (1 - np.exp(-d / 0.02)) if s.kind == "exponential"
+                          else 50 * (d - 0.01) / 0.04).astype(int)
+        assert sorted(strata) == list(range(50))
+        assert not np.allclose(d, s.draws(50, np.random.default_rng(3)))
+    assert (Straggler.parse("").draws(5, rng) == 0).all()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..ui import UserError
 
 STRATEGIES = ("sync", "async", "hybrid")
@@ -40,14 +42,26 @@ class Straggler:
             raise UserError(f"--straggler={text!r}: uniform needs LO <= HI")
         return cls(kind, vals)
 
-    def sample(self, rng) -> float:
+    def quantile(self, q) -> np.ndarray:
+        """The delay (s) at cumulative probability ``q`` (0 <= q < 1)."""
+        q = np.asarray(q, float)
         if not self.kind:
-            return 0.0
+            return np.zeros_like(q)
         if self.kind == "constant":
-            return self.args[0]
+            return np.full_like(q, self.args[0])
         if self.kind == "exponential":
-            return float(rng.exponential(self.args[0]))
-        return float(rng.uniform(*self.args))
+            return -self.args[0] * np.log1p(-q)
+        return self.args[0] + (self.args[1] - self.args[0]) * q
+
+    def draws(self, n: int, rng) -> np.ndarray:
+        """``n`` delays (s) for one rank's steps, by stratified sampling: one draw from each of
+        n equal-probability strata (the quantile at (i + u) / n, u uniform), in random order.
+        The delays are still random in sequence and independent between ranks, but their
+        empirical distribution is the law's: the mean of a 30-step run's delays is within a
+        percent of the stated mean, where 30 independent exponential draws scatter by 18%
+        (and a model given the stated law was judged against whatever the draws were)."""
+        q = (np.arange(n) + rng.uniform(size=n)) / max(n, 1)
+        return rng.permutation(self.quantile(np.minimum(q, 1 - 1e-12)))
 
     def __str__(self) -> str:
         return f"{self.kind}:{':'.join(f'{v:g}' for v in self.args)}" if self.kind else ""

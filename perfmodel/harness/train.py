@@ -296,6 +296,7 @@ def _work(cfg, comm, wcomm, gcomm, net, blobs: Blobs, shards, group: int, per_gr
     sendb = [np.empty(len(ix) + 1, np.float32) for ix in shards]
     recvb = [np.empty(len(ix) + 1, np.float32) for ix in shards]
     total = cfg.warmup + cfg.step_cap
+    delays = cfg.straggler.draws(total, rng)  # injected per-step delays (s), stratified
     t_start = None
     lead = comm.rank == 0  # worker 0: evaluates, measures the noise scale, streams rows
     held = load_held_out(cfg.data, cfg.eval_samples) if cfg.eval_every and lead else None
@@ -323,7 +324,7 @@ def _work(cfg, comm, wcomm, gcomm, net, blobs: Blobs, shards, group: int, per_gr
             compute = MPI.Wtime() - t0
             local_sq = float(np.dot(grads, grads)) if cfg.noise_scale and not noise_split \
                 else 0.0
-            delay = cfg.straggler.sample(rng)
+            delay = float(delays[it])
             if delay:
                 t_s = MPI.Wtime()
                 time.sleep(delay)
