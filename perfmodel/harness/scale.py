@@ -8,7 +8,8 @@ per synchronous group. Combinations a strategy cannot take (sync with servers, m
 than workers, groups that do not divide the workers, a batch that does not divide) are
 skipped with a note; a sweep left with nothing to run, and every malformed argument, is an
 error (exit 2) before any rank starts. Threads per rank default to cores // ranks; runs with
-ranks x threads above the cores are labelled functional (kept out of scaling figures).
+ranks x threads above the cores are labelled functional (kept out of scaling figures);
+``--timed-only`` skips them instead.
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slurm-cpus-per-task", type=int, default=64,
                    help="with --emit-slurm: cores per rank (default 64, e.g. of a 68-core "
                         "KNL node with 4 left to the OS)")
+    p.add_argument("--timed-only", action="store_true", help="skip the runs whose ranks x "
+                   "threads would exceed the cores (functional runs), with a note")
     p.add_argument("--dry-run", action="store_true", help="print the runs, run nothing")
     p.add_argument("--micro", action="store_true", help="also run the ping-pong and "
                    "allreduce micro-benchmarks (2 ranks)")
@@ -143,6 +146,11 @@ def plan(args: argparse.Namespace, cores: int) -> tuple[list[tuple[int, HarnessC
                     b = args.batch
                 ranks = w + s
                 threads = args.threads or max(1, cores // ranks)
+                if args.timed_only and ranks * threads > cores:
+                    notes.append(f"skipped {strat} with {w} workers, {g} groups, {s} "
+                                 f"server(s): {ranks} ranks x {threads} threads exceed the "
+                                 f"{cores} cores (--timed-only)")
+                    continue
                 momentum = args.momentum
                 if args.retune_momentum and strat != "sync":
                     momentum = max(0.0, 1.0 - g * (1.0 - args.momentum))
