@@ -79,9 +79,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report.pipeline import default_pipeline
 
     out = Path(args.out or ("reports/paper" if args.paper else "reports/latest"))
+    if args.record and not args.paper:
+        raise UserError("--record goes with --paper (it records a run into the showcase)")
     if args.paper:
-        path = build(out, [], paper=True, plan=False,
-                     title="Deep Learning at 15PF: the paper's figures beside the model's")
+        from .report.showcase import showcase
+
+        path = showcase(out, Path(args.record) if args.record else None)
     elif args.results:
         path = build(out, args.results, convergence=args.convergence)
     else:
@@ -140,7 +143,10 @@ def _build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--results", nargs="+", default=None, help="results files to report")
     rep.add_argument("--convergence", default=None, help="with --results: a perfmodel "
                      "converge folder for the time-to-target section")
-    rep.add_argument("--paper", action="store_true", help="the paper reproduction only")
+    rep.add_argument("--paper", action="store_true", help="the committed showcase "
+                     "(reports/paper): the paper reproduction and the recorded run's sections")
+    rep.add_argument("--record", default=None, metavar="DIR", help="with --paper: record the "
+                     "results of a finished report folder (e.g. reports/latest) first")
     rep.add_argument("--full", action="store_true", help="full-size HEP node measurement")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
     pred = sub.add_parser("predict", help="predict a cluster run from a scenario or preset",

@@ -8,14 +8,18 @@ The sweep (``make convergence``), each stage in its own process:
    measured along the way) and async at 2 and 3 groups, with the explicit momentum kept and
    re-tuned (gamma and kappa, :func:`~perfmodel.model.convergence.fit_async`). Calibration
    counts updates, not seconds, so these may oversubscribe the cores (functional runs);
-3. node profiles (1 and 2 threads per rank, the batches of step 4) and the ping-pong;
-4. **held-out** timed runs (ranks x threads <= cores) at other batches, worker counts,
-   strategies and stragglers, never used in a fit;
-5. the comparison: predicted time to target = updates (convergence model) x the throughput
-   model's step time / groups, against the measured time; median |error| and Kendall tau.
+3. ``--rounds`` rounds spread over time, each: node profiles (1 and 2 threads per rank, the
+   batches of step 4), then **held-out** timed runs (ranks x threads <= cores) at other
+   batches, worker counts, strategies and stragglers, never used in a fit, each run with its
+   own seed; the ping-pong once;
+4. the comparison: predicted time to target = updates (convergence model) x the throughput
+   model's step time / groups, against the measured time (the mean of a configuration's
+   runs); median |error| and Kendall tau over the configurations.
 
-Everything is read back from results files (:func:`target_table`), so ``perfmodel converge
---compare-only DIR`` redoes step 5, and the report reads the same files.
+The workload is :mod:`perfmodel.workload`'s. Everything is read back from results files
+(:func:`target_table`), so ``perfmodel converge --compare-only`` redoes step 4 and the report
+reads the same files; ``--calibrate-only`` and ``--round K`` run steps 1-2 and one round of
+step 3 alone, so that a longer job (the report pipeline) can put other runs between them.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ HELD_OUT = [
     ("async 1x32", ["--strategies", "async", "--workers", "1", "--batch", "32"]),
 ]
 PROFILE_BATCHES = "8,12,16,24,32,48"
-HELD_OUT_SEED = 100  # held-out run i of round k trains with seed 100 + 100 k + i
+HELD_OUT_SEED = 100  # held-out run i of round k (1-based) trains with seed 100 k + i
 
 
 # --- reading runs back -------------------------------------------------------------------
@@ -166,17 +170,22 @@ def compare(held: pd.DataFrame, conv: Convergence, node: pd.DataFrame, link) -> 
 
 
 def summary(cmp: pd.DataFrame) -> dict:
-    """Median |error| of time to target and Kendall tau over timed, uncensored runs."""
+    """Median |error| of time to target and Kendall tau over the timed, uncensored held-out
+    configurations; ``runs`` counts the timed runs behind them (seeds and rounds)."""
     from .plan import kendall_tau
 
+    if cmp.empty:
+        return dict(configurations=0, runs=0, median_abs_error=float("nan"),
+                    median_abs_updates_error=float("nan"), kendall_tau=float("nan"),
+                    censored=0)
     timed = cmp[~cmp.functional & ~cmp.censored & cmp.error.notna()]
-    return dict(runs=int(len(timed)),
-                median_abs_error=float(np.median(np.abs(timed.error))) if len(timed) else
-                float("nan"),
+    n = len(timed)
+    return dict(configurations=int(n), runs=int(timed.seeds.sum()) if n else 0,
+                median_abs_error=float(np.median(np.abs(timed.error))) if n else float("nan"),
                 median_abs_updates_error=float(np.median(np.abs(timed.updates_error)))
-                if len(timed) else float("nan"),
+                if n else float("nan"),
                 kendall_tau=float(kendall_tau(timed.predicted_s, timed.measured_s))
-                if len(timed) >= 2 else float("nan"),
+                if n >= 2 else float("nan"),
                 censored=int(cmp.censored.sum()))
 
 
@@ -206,8 +215,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(default 2)")
     p.add_argument("--rounds", type=int, default=2, help="rounds of node profiles and "
                    "held-out runs, each run with its own seed (default 2)")
-    p.add_argument("--quick", action="store_true", help="one seed, one round, fewer "
-                   "held-out runs (for the report pipeline)")
+    p.add_argument("--quick", action="store_true", help="one calibration seed, async at 2 "
+                   "groups only, and the held-out configurations dealt out over the rounds "
+                   "(one run each; for the report pipeline)")
+    p.add_argument("--calibrate-only", action="store_true", help="the data and the "
+                   "calibration runs only (a fresh start)")
+    p.add_argument("--round", type=int, default=None, metavar="K", help="round K of "
+                   "--rounds only: its node profiles and held-out runs, appended")
     p.add_argument("--compare-only", action="store_true", help="refit and compare the "
                    "results already in --out")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -222,53 +236,86 @@ def run_converge(args: argparse.Namespace) -> int:
                             "range (allowed >= 1)")
     if not 0 < args.target_loss:
         raise UserError(f"--target-loss={args.target_loss:g} is out of range (allowed > 0)")
-    if not args.compare_only:
-        _sweep(args, out)
+    if args.round is not None and not 1 <= args.round <= args.rounds:
+        raise UserError(f"--round={args.round} is out of range (allowed 1..{args.rounds}, "
+                        "--rounds)")
+    if sum((args.compare_only, args.calibrate_only, args.round is not None)) > 1:
+        raise UserError("give at most one of --compare-only, --calibrate-only and --round")
+    if args.compare_only:
+        return report(out, args.json)
+    stages = []
+    if args.round is None:
+        stages += calibration_stages(args, out)
+        if not args.calibrate_only:
+            for k in range(1, args.rounds + 1):
+                stages += round_stages(args, out, k)
+    else:
+        stages += round_stages(args, out, args.round)
+    _run(stages, args.no_progress)
+    if args.calibrate_only or args.round is not None:
+        return 0
     return report(out, args.json)
 
 
-def _sweep(args: argparse.Namespace, out: Path) -> None:
+def _target_args(args: argparse.Namespace, out: Path) -> list[str]:
+    return ["--target-loss", f"{args.target_loss:g}", "--max-steps", str(args.max_steps),
+            "--data", str(out / "data"), *NET, *TRAIN, "--no-progress"]
+
+
+def calibration_stages(args: argparse.Namespace, out: Path) -> list[tuple[str, list[str]]]:
+    """The data set and the calibration runs (a fresh start: old results in ``out`` go).
+    Sync at every batch of CALIB_BATCHES (--seeds each; 1 with --quick); async at 2 and 3
+    groups with the momentum kept and re-tuned (2 groups only with --quick)."""
     for f in out.glob("*.csv"):
         f.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    data = out / "data"
-    held = HELD_OUT[::2] + HELD_OUT[5:6] if args.quick else HELD_OUT
-    seeds = 1 if args.quick else args.seeds
-    rounds = 1 if args.quick else args.rounds
-    q = ["--no-progress"]
-    tgt = ["--target-loss", f"{args.target_loss:g}", "--max-steps", str(args.max_steps),
-           "--data", str(data)]
-    stages: list[tuple[str, list[str]]] = [
-        ("data", ["data", "--net", "hep", "--image-size", str(W.IMAGE_SIZE), "--samples", "4096",
-                  "--shards", "2", "--val-samples", "512", "--out", str(data)])]
+    tgt = _target_args(args, out)
+    calib = ["-o", str(out / "calibration.csv")]
+    stages = [("data", ["data", "--net", "hep", "--image-size", str(W.IMAGE_SIZE), "--samples",
+                        "4096", "--shards", "2", "--val-samples", "512", "--out",
+                        str(out / "data")])]
     for b in CALIB_BATCHES:
-        for seed in range(seeds):
+        for seed in range(1 if args.quick else args.seeds):
             stages.append((f"calibration sync b={b} seed {seed}",
-                           ["scale", *NET, *TRAIN, *tgt, "--strategies", "sync", "--workers",
-                            "1", "--batch", str(b), "--noise-scale", "--seed", str(seed),
-                            "-o", str(out / "calibration.csv"), *q]))
+                           ["scale", *tgt, "--strategies", "sync", "--workers", "1", "--batch",
+                            str(b), "--noise-scale", "--seed", str(seed), *calib]))
+    workers = "2" if args.quick else "2,3"
     for retune in ([], ["--retune-momentum"]):
-        stages.append((f"calibration async 2-3 groups{' re-tuned' if retune else ''}",
-                       ["scale", *NET, *TRAIN, *tgt, "--strategies", "async", "--workers",
-                        "2,3", "--batch", "16", *retune, "-o",
-                        str(out / "calibration.csv"), *q]))
-    for k in range(rounds):
-        # rounds spread over time, each with its own node profiles: a shared machine drifts,
-        # and each held-out configuration is then predicted from the profiles around its runs
-        tag = f" (round {k + 1} of {rounds})" if rounds > 1 else ""
-        for thr in (1, 2):
-            stages.append((f"node profile, {thr} thread(s){tag}",
-                           ["node", *NET, "--threads", str(thr), "--sweep", PROFILE_BATCHES,
-                            "--batch", "8", "--repeats", "10", "-o",
-                            str(out / f"node-t{thr}-r{k + 1}.csv"), *q]))
-        for i, (label, argv) in enumerate(held):
-            # every held-out run its own seed: independent draws, none a calibration run's
-            micro = ["--micro"] if i == 0 and k == 0 else []
-            stages.append((f"held out: {label}{tag}",
-                           ["scale", *NET, *TRAIN, *tgt, *argv, *micro,
-                            "--seed", str(HELD_OUT_SEED + 100 * k + i),
-                            "-o", str(out / "heldout.csv"), *q]))
-    bar = ProgressBar(len(stages), "converge", enabled=False if args.no_progress else None)
+        stages.append((f"calibration async {workers} groups{' re-tuned' if retune else ''}",
+                       ["scale", *tgt, "--strategies", "async", "--workers", workers,
+                        "--batch", "16", *retune, *calib]))
+    return stages
+
+
+def round_stages(args: argparse.Namespace, out: Path, k: int) -> list[tuple[str, list[str]]]:
+    """Round ``k`` (1-based) of ``--rounds``: node profiles (1 and 2 threads per rank) and the
+    held-out runs right after them. Rounds are spread over time, each with its own profiles:
+    a shared machine drifts, and every held-out configuration is predicted from the median of
+    the profiles. Every configuration runs in every round, each run with its own seed; with
+    --quick the configurations are dealt out over the rounds instead (one run each)."""
+    rounds = args.rounds
+    tgt = _target_args(args, out)
+    tag = f" (round {k} of {rounds})" if rounds > 1 else ""
+    stages = []
+    for thr in (1, 2):
+        # --quick: a shorter peak measurement; the profile's step times are what counts here
+        stages.append((f"node profile, {thr} thread(s){tag}",
+                       ["node", *NET, "--threads", str(thr), "--sweep", PROFILE_BATCHES,
+                        "--batch", "8", "--repeats", "10", "--quick", "-o",
+                        str(out / f"node-t{thr}-r{k}.csv"), "--no-progress"]))
+    for i, (label, argv) in enumerate(HELD_OUT):
+        if args.quick and i % rounds != k - 1:
+            continue
+        micro = ["--micro"] if k == 1 and not stages[2:] else []  # the ping-pong, once
+        stages.append((f"held out: {label}{tag}",
+                       ["scale", *tgt, *argv, *micro, "--seed",
+                        str(HELD_OUT_SEED + 100 * (k - 1) + i),
+                        "-o", str(out / "heldout.csv")]))
+    return stages
+
+
+def _run(stages: list[tuple[str, list[str]]], no_progress: bool) -> None:
+    bar = ProgressBar(len(stages), "converge", enabled=False if no_progress else None)
     for label, argv in stages:
         rc = stage.run(argv)
         if rc:
@@ -335,7 +382,8 @@ def report(out: Path, as_json: bool = False) -> int:
                  "kind"], rows))
     for note in sorted({n for n in cmp.note if isinstance(n, str) and n}):
         print(f"no prediction: {note}")
-    print(f"\nmedian |error| of time to target over {s['runs']} timed runs: "
+    print(f"\nmedian |error| of time to target over {s['configurations']} held-out "
+          f"configurations ({s['runs']} timed runs): "
           f"{100 * s['median_abs_error']:.1f}% (updates alone "
           f"{100 * s['median_abs_updates_error']:.1f}%); Kendall tau {s['kendall_tau']:.2f}"
           f"\nwritten: {out / 'time_to_target.csv'}, {out / 'fit.json'}")

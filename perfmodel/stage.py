@@ -13,11 +13,12 @@ from pathlib import Path
 
 def run(argv: list[str], log: Path | None = None) -> int:
     """Run ``python -m perfmodel ARGV`` in a fresh process; its exit status (2: bad input).
-    With ``log``, its standard output is appended there (errors still reach the terminal)."""
+    With ``log``, its standard output and error are appended there (the caller names the log
+    when a stage fails)."""
     cmd = [sys.executable, "-m", "perfmodel", *argv]
     if log is None:
         return subprocess.run(cmd).returncode
     with open(log, "a") as f:
         f.write(f"$ perfmodel {' '.join(argv)}\n")
         f.flush()
-        return subprocess.run(cmd, stdout=f).returncode
+        return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode

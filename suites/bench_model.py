@@ -44,29 +44,28 @@ class Accuracy:
     repeat = 1
 
     def setup_cache(self):
+        """The report pipeline's timed sweep on the local workload (perfmodel.workload):
+        one node profile, then sync and async at 1-2 workers x 1 thread, batch 32, with and
+        without injected stragglers."""
+        from perfmodel import workload as W
+        from perfmodel.report.pipeline import STRAGGLERS, SWEEP
+
         tmp = Path(tempfile.mkdtemp(prefix="perfmodel-asv-"))
         pm = [sys.executable, "-m", "perfmodel"]
-        net = ["--filters", "16", "--image-size", "32"]
         env = dict(os.environ)
-        for t in (1, 2):
-            subprocess.run([*pm, "node", "--net", "hep", *net, "--threads", str(t), "--sweep",
-                            "4,8", "--repeats", "5", "-o", str(tmp / f"node-{t}.csv"),
-                            "--no-progress"], check=True, env=env, capture_output=True)
-        subprocess.run([*pm, "scale", "--micro", "--strategies", "sync,async,hybrid",
-                        "--workers", "1,2", "--groups", "1,2", *net, "--batch", "8",
-                        "--steps", "20", "--data", str(tmp / "data"), "-o",
-                        str(tmp / "scale.csv"), "--no-progress"],
+        subprocess.run([*pm, "node", *W.NET_ARGS, "--threads", "1", "--sweep", "32",
+                        "--batch", "32", "--repeats", "10", "--quick", "-o",
+                        str(tmp / "node-1.csv"), "--no-progress"],
                        check=True, env=env, capture_output=True)
-        subprocess.run([*pm, "scale", "--strategies", "sync,async,hybrid", "--workers", "1,2",
-                        "--groups", "1,2", *net, "--batch", "8", "--steps", "20",
-                        "--straggler", "exponential:0.02", "--data", str(tmp / "data"), "-o",
-                        str(tmp / "scale.csv"), "--no-progress"],
-                       check=True, env=env, capture_output=True)
+        for extra in (["--micro"], *(["--straggler", s] for s in STRAGGLERS)):
+            subprocess.run([*pm, "scale", *SWEEP, "--strategies", "sync,async", "--workers",
+                            "1,2", "--timed-only", *extra, "--data", str(tmp / "data"),
+                            "-o", str(tmp / "scale.csv"), "--no-progress"],
+                           check=True, env=env, capture_output=True)
         from perfmodel.results import read_results
         from perfmodel.validate import compare, link_from
-        import pandas as pd
 
-        node = pd.concat([read_results(tmp / f"node-{t}.csv") for t in (1, 2)])
+        node = read_results(tmp / "node-1.csv")
         runs = read_results(tmp / "scale.csv")
         df = compare(runs, node, link_from(runs))
         from perfmodel.plan import kendall_tau

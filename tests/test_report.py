@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from perfmodel.cli import main
@@ -17,14 +18,15 @@ from perfmodel.report.build import build
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "reports" / "paper"
 DETERMINISTIC = ["reproduction.csv", "fitted_parameters.csv", "strong_scaling_model.csv",
-                 "weak_scaling_model.csv", "summary.md"]
+                 "weak_scaling_model.csv", "time_to_target_model.csv", "summary.md",
+                 "summary.csv", "scaling.csv", "time_to_target.csv", "convergence_fit.csv"]
 
 
-def test_committed_paper_report_matches_the_code(tmp_path):
-    """Regenerate with `perfmodel report --paper` when this fails."""
-    assert main(["report", "--paper", "--out", str(tmp_path)]) == 0
+def test_committed_paper_report_matches_the_code(showcase):
+    """Rebuilt from its recorded run, the showcase is what is committed. Regenerate with
+    `perfmodel report --paper` when this fails."""
     for name in DETERMINISTIC:
-        assert (tmp_path / name).read_text() == (PAPER / name).read_text(), \
+        assert (showcase / name).read_text() == (PAPER / name).read_text(), \
             f"reports/paper/{name} is stale: run `perfmodel report --paper`"
     assert (PAPER / "index.html").exists() and (PAPER / "paper_scaling.png").exists()
 
@@ -98,3 +100,105 @@ def test_report_opens_in_a_headless_browser(partial_report):
     assert int(m.group(1)) >= 3 and int(m.group(2)) == 0
     tables = re.findall(r"<table.*?</table>", dom, flags=re.S)
     assert tables and all(len(re.findall(r"<tr", t)) >= 2 for t in tables)
+
+
+def test_speedup_compares_like_with_like():
+    """Efficiency is taken against the 1-worker run with the same threads per rank and batch:
+    a 2-worker x 1-thread run is not set against a 1-worker x 2-thread one (which read 1.85
+    once), and a run with no such baseline gets no efficiency at all."""
+    from perfmodel.report.build import speedup_table
+
+    runs = pd.DataFrame([
+        dict(strategy="sync", workers=1, threads=2, batch=32, value=100.0),
+        dict(strategy="sync", workers=1, threads=1, batch=32, value=60.0),
+        dict(strategy="sync", workers=2, threads=1, batch=32, value=110.0),
+        dict(strategy="sync", workers=2, threads=1, batch=16, value=70.0),  # no baseline
+        dict(strategy="async", workers=2, threads=1, batch=32, value=90.0),  # none either
+    ]).assign(subject="hep-f32-d0", image_size=48, straggler="", functional=False)
+    eff = speedup_table(runs)
+    two = eff[eff.workers == 2]
+    assert len(two) == 1 and two.efficiency.iloc[0] == pytest.approx(110 / 120)
+    assert (eff.efficiency <= 1).all()
+
+
+NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def _numbers(text: str) -> set[float]:
+    return {float(f"{float(t):.3g}") for t in NUMBER.findall(text)}
+
+
+@pytest.fixture(scope="module")
+def showcase(tmp_path_factory):
+    """The showcase rebuilt from the recorded run committed under reports/paper/results."""
+    out = tmp_path_factory.mktemp("paper")
+    shutil.copytree(PAPER / "results", out / "results")
+    assert main(["report", "--paper", "--out", str(out)]) == 0
+    return out
+
+
+def test_showcase_has_the_recorded_run(showcase):
+    import html as H
+
+    html = H.unescape((showcase / "index.html").read_text())
+    for title in ("Summary: what holds", "Scaling: measured and predicted",
+                  "Time to a target loss: measured and predicted",
+                  "The paper's figures beside the model's"):
+        assert title in html
+    assert "Partial report" not in html and "Measured on " in html
+
+
+def test_report_shows_no_nan_and_its_summary_numbers_are_in_a_csv(showcase):
+    html = (showcase / "index.html").read_text()
+    text = re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style).*?</\1>", "", html, flags=re.S))
+    assert not re.search(r"\b(nan|NaN|inf|Infinity)\b", text), \
+        re.search(r".{60}\b(nan|NaN|inf|Infinity)\b.{60}", text)
+    summary = re.search(r"<table class='claims'>.*?</table>", html, flags=re.S).group(0)
+    shown = _numbers(re.sub(r"<[^>]+>", " ", summary))
+    in_csv = set()
+    for p in showcase.glob("*.csv"):
+        in_csv |= _numbers(p.read_text())
+    assert shown and shown <= in_csv, sorted(shown - in_csv)
+
+
+def test_showcase_efficiency_at_most_one(showcase):
+    eff = pd.read_csv(showcase / "speedup.csv")
+    assert len(eff) and (eff.efficiency <= 1.0).all(), eff
+
+
+def test_pipeline_rounds_interleave_profiles_and_timed_runs(tmp_path):
+    """The default pipeline: every round starts with its node profiles, its scaling sweeps
+    run only timed configurations (ranks x threads <= 2 cores), each round draws its own
+    seed, and the quick convergence rounds deal the held-out configurations out between them
+    (each once)."""
+    import argparse
+
+    from perfmodel import converge as CG
+    from perfmodel.harness.scale import add_arguments, plan
+    from perfmodel.report.pipeline import ROUNDS, stages
+
+    st = stages(tmp_path)
+    labels = [label for label, _ in st]
+    for k in range(1, ROUNDS + 1):
+        first = labels.index(f"node profiles and held-out convergence runs (round {k} of "
+                             f"{ROUNDS})")
+        assert f"scaling sweep (round {k} of {ROUNDS})" in labels[first:]
+    seeds = set()
+    for label, argv in st:
+        if argv[0] == "scale" and "--timed-only" in argv:
+            p = argparse.ArgumentParser()
+            add_arguments(p)
+            runs, _ = plan(p.parse_args(argv[1:]), cores=2)
+            assert runs and all(r * cfg.threads <= 2 and not cfg.functional
+                                for r, cfg in runs), label
+            seeds.add(argv[argv.index("--seed") + 1])
+    assert len(seeds) == ROUNDS
+    p = argparse.ArgumentParser()
+    CG.add_arguments(p)
+    args = p.parse_args(["--quick", "--rounds", "2"])
+    held = [lab for k in (1, 2) for lab, _ in CG.round_stages(args, tmp_path, k)
+            if lab.startswith("held out")]
+    assert len(held) == len(CG.HELD_OUT) and len({h.split(" (")[0] for h in held}) == len(held)
+    full = p.parse_args(["--rounds", "2"])
+    assert sum(lab.startswith("held out") for lab, _ in CG.round_stages(full, tmp_path, 1)) \
+        == len(CG.HELD_OUT)

@@ -1,7 +1,19 @@
-"""The default pipeline behind ``make report``: measure the node (quick), the node profiles
-and a small local scaling sweep for validation, validate the model, run the quick convergence
-sweep (time to a target loss, measured and predicted), add the paper's figures beside the
-model's, and build the report.
+"""The default pipeline behind ``make report``: the node, the throughput model and the
+convergence model, each measured and predicted on this machine, then the paper's figures beside
+the model's and the report.
+
+1. a quick node measurement (HEP at 64x64) for the node section;
+2. convergence calibration (``perfmodel converge --quick --calibrate-only``);
+3. ``ROUNDS`` rounds spread over time, each: node profiles of the local workload
+   (:mod:`perfmodel.workload`; 1 and 2 threads per rank) and the runs they predict right after
+   them: that round's held-out convergence runs and the timed scaling sweep (sync and async
+   with 1-2 workers x 1 thread, with and without injected stragglers; a timed hybrid needs 3
+   ranks on 2 cores). Each round draws its own data order and straggler delays. Each figure is
+   then the median over the rounds, and the spread across rounds is reported;
+4. once: functional runs of async and hybrid at 2 workers (more ranks than cores; shown
+   apart, never scored);
+5. ``perfmodel validate`` (throughput) and ``perfmodel converge --compare-only`` (time to
+   target), then the report.
 
 Every stage is a ``perfmodel`` command in its own process (:mod:`perfmodel.stage`), so that no
 thread pool, affinity or cache of one stage reaches the next one's measurement; their output
@@ -13,10 +25,44 @@ import sys
 from pathlib import Path
 
 from .. import stage
+from .. import workload as W
+from ..results import is_results_file
 from ..ui import ProgressBar
 from .build import build
 
-SCALE_NET = ["--filters", "16", "--image-size", "32"]
+ROUNDS = 2
+#: the scaling sweep: batch 32 per worker, 1 thread per rank (a step of ~60 ms here, so that
+#: per-step fixed costs do not dominate; the same threads per rank in every run, so speedup and
+#: efficiency compare like with like)
+SWEEP = [*W.NET_ARGS, "--batch", "32", "--threads", "1", "--steps", "30", "--warmup", "3"]
+#: injected per-step delays of the straggler sweeps: random (sync waits for the slower of its
+#: workers) and constant (it does not)
+STRAGGLERS = ("exponential:0.02", "constant:0.03")
+
+
+def stages(res: Path, full: bool = False, rounds: int = ROUNDS) -> list[tuple[str, list[str]]]:
+    """The pipeline's stages: (label, perfmodel arguments), in order."""
+    quiet = ["--no-progress"]
+    conv = res / "convergence"
+    data = ["--data", str(conv / "data")]
+    scale = ["scale", *SWEEP, *data, "-o", str(res / "scale.csv"), *quiet]
+    out = [("node (quick)", ["node", *([] if full else ["--quick"]), "-o",
+                             str(res / "node.csv"), *quiet]),
+           ("convergence calibration", ["converge", "--quick", "--calibrate-only", "--out",
+                                        str(conv), *quiet])]
+    for k in range(1, rounds + 1):
+        tag = f" (round {k} of {rounds})"
+        timed = [*scale, "--strategies", "sync,async", "--workers", "1,2", "--timed-only",
+                 "--seed", str(k)]  # each round its own draws of data order and stragglers
+        out.append((f"node profiles and held-out convergence runs{tag}",
+                    ["converge", "--quick", "--round", str(k), "--rounds", str(rounds),
+                     "--out", str(conv), *quiet]))
+        out.append((f"scaling sweep{tag}", [*timed, *(["--micro"] if k == 1 else [])]))
+        for strag in STRAGGLERS:
+            out.append((f"straggler sweep {strag}{tag}", [*timed, "--straggler", strag]))
+    out.append(("functional runs", [*scale, "--strategies", "async,hybrid", "--workers", "2",
+                                    "--groups", "1,2", "--steps", "20"]))
+    return out
 
 
 def default_pipeline(out: Path, progress: bool = True, full: bool = False) -> Path:
@@ -26,26 +72,8 @@ def default_pipeline(out: Path, progress: bool = True, full: bool = False) -> Pa
         f.unlink()  # a fresh run: old results would mix with new ones
     log = res / "pipeline.log"
     log.write_text("")
-    quiet = ["--no-progress"]
     conv = res / "convergence"
-    steps = [
-        ("node (quick)", ["node", *([] if full else ["--quick"]), "-o", str(res / "node.csv"),
-                          *quiet]),
-        ("node profile, 1 thread", ["node", "--net", "hep", *SCALE_NET, "--threads", "1",
-                                    "--sweep", "2,4,8", "--repeats", "10",
-                                    "-o", str(res / "node-f16-t1.csv"), *quiet]),
-        ("node profile, 2 threads", ["node", "--net", "hep", *SCALE_NET, "--threads", "2",
-                                     "--sweep", "2,4,8", "--repeats", "10",
-                                     "-o", str(res / "node-f16-t2.csv"), *quiet]),
-        ("scaling sweep", ["scale", "--micro", "--strategies", "sync,async,hybrid",
-                           "--workers", "1,2", "--groups", "1,2", *SCALE_NET, "--batch", "8",
-                           "--steps", "30", "-o", str(res / "scale.csv"), *quiet]),
-        ("straggler sweep", ["scale", "--strategies", "sync,async,hybrid", "--workers", "1,2",
-                             "--groups", "1,2", *SCALE_NET, "--batch", "8", "--steps", "30",
-                             "--straggler", "exponential:0.02", "-o", str(res / "scale.csv"),
-                             *quiet]),
-        ("convergence (quick)", ["converge", "--quick", "--out", str(conv), *quiet]),
-    ]
+    steps = stages(res, full)
     bar = ProgressBar(len(steps) + 2, "report", enabled=None if progress else False)
     for label, argv in steps:
         rc = stage.run(argv, log)
@@ -53,22 +81,15 @@ def default_pipeline(out: Path, progress: bool = True, full: bool = False) -> Pa
             print(f"perfmodel report: step '{label}' failed (exit {rc}); building the report "
                   f"from what was measured (see {log})", file=sys.stderr)
         bar(label)
-    nodes = [str(p) for p in sorted(res.glob("node-f16-*.csv"))]
-    if nodes and (res / "scale.csv").exists():
-        stage.run(["validate", "--node", *nodes, "--scale", str(res / "scale.csv"), "-o",
+    profiles = [str(p) for p in sorted(conv.glob("node-t*.csv"))]
+    if profiles and (res / "scale.csv").exists():
+        stage.run(["validate", "--node", *profiles, "--scale", str(res / "scale.csv"), "-o",
                    str(res / "errors.csv")], log)
+    if (conv / "heldout.csv").exists():
+        stage.run(["converge", "--compare-only", "--out", str(conv)], log)
     bar("validate")
-    results = [str(p) for p in sorted(res.glob("*.csv")) if _is_results(p)]
-    path = build(out, results, convergence=conv if (conv / "heldout.csv").exists() else None)
+    results = [str(p) for p in sorted(res.glob("*.csv")) if is_results_file(p)]
+    path = build(out, results, convergence=conv if (conv / "heldout.csv").exists() else None,
+                 profiles=profiles)
     bar("report")
     return path
-
-
-def _is_results(p: Path) -> bool:
-    from ..results import NAMES
-
-    try:
-        with open(p) as f:
-            return f.readline().strip().split(",") == NAMES
-    except OSError:
-        return False
