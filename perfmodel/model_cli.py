@@ -89,7 +89,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
         ok = passed(f)
         rows.append([f.what, f"{f.published:g} {f.unit}".strip(),
                      "-" if math.isnan(f.predicted) else f"{f.predicted:.4g} {f.unit}".strip(),
-                     "-" if math.isnan(f.predicted) else f"{100 * f.error:+.1f}%",
+                     "-" if math.isnan(f.error) else f"{100 * f.error:+.1f}%",
                      f.status, {True: "yes", False: "NO", None: "-"}[ok]])
     print(table(["figure", "published", "model", "error", "used as", "within tol."], rows))
     print("\nfitted parameters (at most three; each figure it was fitted on is not counted):")

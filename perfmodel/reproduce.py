@@ -41,6 +41,10 @@ class Figure:
 
     @property
     def error(self) -> float:
+        """predicted / published - 1; NaN for a figure the model computes from assumed
+        inputs (its interval is the result, not its distance to the published value)."""
+        if self.status.startswith("from assumed"):
+            return float("nan")
         return self.predicted / self.published - 1.0
 
     @property

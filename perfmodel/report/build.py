@@ -632,7 +632,7 @@ def paper_sections(out: Path) -> list[Section]:
     figs, extra = reproduce()
     rows = [dict(figure=f.what, published=f.published, unit=f.unit,
                  model=round(f.predicted, 4) if math.isfinite(f.predicted) else None,
-                 error_percent=round(100 * f.error, 2) if math.isfinite(f.predicted) else None,
+                 error_percent=round(100 * f.error, 2) if math.isfinite(f.error) else None,
                  used_as=f.status, within_tolerance=passed(f), note=f.note) for f in figs]
     pd.DataFrame(rows).to_csv(out / "reproduction.csv", index=False)
     fit = pd.DataFrame([dict(parameter=k, value=round(v[0], 6), unit=v[1], fitted_on=v[2])
