@@ -4,21 +4,25 @@ One definition for the report pipeline, ``perfmodel converge`` and the asv suite
 profiles, the harness runs and the convergence runs are the same workload (the model matches
 node profiles to harness runs by the net's name, ``hep-f32-d0``).
 
-Why 48x48 pixels, 32 filters and no dropout (measured on the 2-core EPYC VM of the project,
-``perfmodel node --net hep --image-size S --filters F --dropout 0 --sweep 8,16,32`` with 1 and 2
-threads):
+Why 48x48 pixels, 32 filters and no dropout (measured on the project's 2-core dev VM):
 
 * **Steps long enough that fixed costs do not dominate.** At the former 32x32 / 16 filters a
-  step took 4-12 ms; the harness's per-step costs (batch reader thread, barriers, the Python
-  loop) and thread wake-ups were then 20-40% of a step, a 2-thread step could be slower than a
-  1-thread one, and the model under-predicted 1-worker runs by 20-40%. At 48x48 / 32 filters
-  (50.8 MFLOP per training sample, 2 FLOP per multiply-add) a step at batch 16 takes ~40 ms on
-  one thread and ~28 ms on two; at batch 32, ~70 ms.
+  step took 4-12 ms; the harness's per-step costs and thread wake-ups were then a large share,
+  a 2-thread step could be slower than a 1-thread one (940 against 1,670 samples/s at batch
+  8), and the model under-predicted the 1-worker runs' step time by 20-40%. At 48x48 / 32
+  filters (50.8 MFLOP per training sample, 2 FLOP per multiply-add) a step on one thread takes
+  ~16 ms at batch 8, ~30 ms at 16 and ~55-65 ms at 32, the batch of the report's timed sweep
+  (``perfmodel node --net hep --image-size 48 --filters 32 --dropout 0 --threads 1 --sweep
+  8,12,16,24,32,48 --repeats 10``, the profiles of ``perfmodel converge``). Two threads gain
+  little at these sizes (1.0-1.25x), so the timed sweep runs one thread per rank.
 * **A loss curve with a shape and little run-to-run scatter.** Trained with SGD (lr 0.01,
   momentum 0.9) on the RMS-scaled synthetic events, the held-out loss sits near ln 2 for
-  ~100 updates, then falls; the smoothed loss reaches 0.40 after 310 / 230 / 162 updates at
-  batch 8 / 16 / 64 (4 seeds each, coefficient of variation 0.03-0.07), against 0.10-0.32 for
-  the 16-filter net (whose curve wanders near 0.35-0.45).
+  ~100 updates, then falls. In ``make convergence`` (2 seeds a batch) the smoothed loss reached
+  0.40 after 382/292, 272/252, 152/182 and 162/182 updates at batch 8, 16, 32 and 64. A
+  throwaway in-process comparison (4-6 seeds, not in the repository) chose the size and the
+  target: at 48 px / 32 filters the updates to 0.40 scattered by 3-7% (coefficient of
+  variation) between seeds, at 32 px / 16 filters by 10-18%, and by 20-58% to 0.35, where the
+  curve is near its floor.
 * **Dropout 0.** The published 0.5 keeps so narrow a net at ln 2 for hundreds of updates.
 """
 
