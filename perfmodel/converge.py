@@ -8,8 +8,8 @@ The sweep (``make convergence``), each stage in its own process:
    measured along the way) and async at 2 and 3 groups, with the explicit momentum kept and
    re-tuned (gamma and kappa, :func:`~perfmodel.model.convergence.fit_async`). Calibration
    counts updates, not seconds, so these may oversubscribe the cores (functional runs);
-3. ``--rounds`` rounds spread over time, each: node profiles (1 and 2 threads per rank, the
-   batches of step 4), then **held-out** timed runs (ranks x threads <= cores) at other
+3. ``--rounds`` rounds spread over time, each: a node profile (one thread per rank, the
+   batches of step 4), then **held-out** timed runs (1 thread per rank) at other
    batches, worker counts, strategies and stragglers, never used in a fit, each run with its
    own seed; the ping-pong once;
 4. the comparison: predicted time to target = updates (convergence model) x the throughput
@@ -44,7 +44,8 @@ TRAIN = ["--lr", "0.01", "--momentum", "0.9", "--eval-every", "10", "--eval-samp
 #: near its floor and the first passage scatters twice as much between seeds)
 TARGET_LOSS = 0.40
 CALIB_BATCHES = (8, 16, 32, 64)
-#: held-out timed runs: (label, scale arguments); none of these configurations is fitted on
+CALIB_BATCHES_QUICK = (8, 16, 32)  # --quick: no batch 64 (the costliest runs), no async
+#: held-out timed runs (1 thread per rank): (label, scale arguments); none is fitted on
 HELD_OUT = [
     ("sync 1x12", ["--strategies", "sync", "--workers", "1", "--batch", "12"]),
     ("sync 1x24", ["--strategies", "sync", "--workers", "1", "--batch", "24"]),
@@ -52,12 +53,16 @@ HELD_OUT = [
     ("sync 2x8", ["--strategies", "sync", "--workers", "2", "--batch", "8"]),
     ("sync 2x16", ["--strategies", "sync", "--workers", "2", "--batch", "16"]),
     ("sync 2x8 straggler", ["--strategies", "sync", "--workers", "2", "--batch", "8",
-                            "--straggler", "exponential:0.01"]),
+                            "--straggler", "exponential:0.005"]),
     ("sync 1x24 straggler", ["--strategies", "sync", "--workers", "1", "--batch", "24",
                              "--straggler", "constant:0.02"]),
     ("async 1x12", ["--strategies", "async", "--workers", "1", "--batch", "12"]),
     ("async 1x32", ["--strategies", "async", "--workers", "1", "--batch", "32"]),
 ]
+#: --quick's held-out configurations: every strategy, worker count and straggler kind of the
+#: list, with times to target ~1.4x apart on the dev VM (3.8 to 18 s), so that their ranking
+#: is a test of the model and not of this machine's run-to-run noise (5-10%)
+QUICK_HELD_OUT = ("sync 2x8", "sync 2x8 straggler", "async 1x12", "sync 1x24", "sync 1x48")
 PROFILE_BATCHES = "8,12,16,24,32,48"
 HELD_OUT_SEED = 100  # held-out run i of round k (1-based) trains with seed 100 k + i
 
@@ -215,13 +220,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(default 2)")
     p.add_argument("--rounds", type=int, default=2, help="rounds of node profiles and "
                    "held-out runs, each run with its own seed (default 2)")
-    p.add_argument("--quick", action="store_true", help="one calibration seed, async at 2 "
-                   "groups only, and the held-out configurations dealt out over the rounds "
-                   "(one run each; for the report pipeline)")
+    p.add_argument("--quick", action="store_true", help="sync calibration at batch 8, 16 and "
+                   "32 only, and 5 of the 9 held-out configurations (for the report "
+                   "pipeline)")
     p.add_argument("--calibrate-only", action="store_true", help="the data and the "
                    "calibration runs only (a fresh start)")
     p.add_argument("--round", type=int, default=None, metavar="K", help="round K of "
                    "--rounds only: its node profiles and held-out runs, appended")
+    p.add_argument("--no-profile", action="store_true", help="with --round: the held-out "
+                   "runs only (the caller takes the node profiles, node-t*.csv in --out)")
     p.add_argument("--compare-only", action="store_true", help="refit and compare the "
                    "results already in --out")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -250,7 +257,7 @@ def run_converge(args: argparse.Namespace) -> int:
             for k in range(1, args.rounds + 1):
                 stages += round_stages(args, out, k)
     else:
-        stages += round_stages(args, out, args.round)
+        stages += round_stages(args, out, args.round, profile=not args.no_profile)
     _run(stages, args.no_progress)
     if args.calibrate_only or args.round is not None:
         return 0
@@ -264,8 +271,9 @@ def _target_args(args: argparse.Namespace, out: Path) -> list[str]:
 
 def calibration_stages(args: argparse.Namespace, out: Path) -> list[tuple[str, list[str]]]:
     """The data set and the calibration runs (a fresh start: old results in ``out`` go).
-    Sync at every batch of CALIB_BATCHES (--seeds each; 1 with --quick); async at 2 and 3
-    groups with the momentum kept and re-tuned (2 groups only with --quick)."""
+    Sync at every batch of CALIB_BATCHES (--seeds each); async at 2 and 3 groups with the
+    momentum kept and re-tuned. --quick: sync at CALIB_BATCHES_QUICK only (its held-out runs
+    have no asynchronous groups to predict)."""
     for f in out.glob("*.csv"):
         f.unlink()
     out.mkdir(parents=True, exist_ok=True)
@@ -274,41 +282,47 @@ def calibration_stages(args: argparse.Namespace, out: Path) -> list[tuple[str, l
     stages = [("data", ["data", "--net", "hep", "--image-size", str(W.IMAGE_SIZE), "--samples",
                         "4096", "--shards", "2", "--val-samples", "512", "--out",
                         str(out / "data")])]
-    for b in CALIB_BATCHES:
-        for seed in range(1 if args.quick else args.seeds):
+    for b in CALIB_BATCHES_QUICK if args.quick else CALIB_BATCHES:
+        for seed in range(args.seeds):
             stages.append((f"calibration sync b={b} seed {seed}",
                            ["scale", *tgt, "--strategies", "sync", "--workers", "1", "--batch",
                             str(b), "--noise-scale", "--seed", str(seed), *calib]))
-    workers = "2" if args.quick else "2,3"
-    for retune in ([], ["--retune-momentum"]):
-        stages.append((f"calibration async {workers} groups{' re-tuned' if retune else ''}",
-                       ["scale", *tgt, "--strategies", "async", "--workers", workers,
+    for retune in ([] if args.quick else [[], ["--retune-momentum"]]):
+        stages.append((f"calibration async 2-3 groups{' re-tuned' if retune else ''}",
+                       ["scale", *tgt, "--strategies", "async", "--workers", "2,3",
                         "--batch", "16", *retune, *calib]))
     return stages
 
 
-def round_stages(args: argparse.Namespace, out: Path, k: int) -> list[tuple[str, list[str]]]:
-    """Round ``k`` (1-based) of ``--rounds``: node profiles (1 and 2 threads per rank) and the
-    held-out runs right after them. Rounds are spread over time, each with its own profiles:
-    a shared machine drifts, and every held-out configuration is predicted from the median of
-    the profiles. Every configuration runs in every round, each run with its own seed; with
-    --quick the configurations are dealt out over the rounds instead (one run each)."""
-    rounds = args.rounds
+def profile_stage(out: Path, name: str, tag: str = "") -> tuple[str, list[str]]:
+    """A node profile of the workload at one thread per rank, written to ``out/name`` (the
+    comparison reads every ``node-t*.csv`` there). --quick: a shorter peak measurement; the
+    profile's step times are what counts here."""
+    return (f"node profile{tag}",
+            ["node", *NET, "--threads", "1", "--sweep", PROFILE_BATCHES, "--batch", "8",
+             "--repeats", "20", "--quick", "-o", str(out / name), "--no-progress"])
+
+
+def round_stages(args: argparse.Namespace, out: Path, k: int, profile: bool = True
+                 ) -> list[tuple[str, list[str]]]:
+    """Round ``k`` (1-based) of ``--rounds``: a node profile (unless ``profile`` is off: the
+    caller takes it) and the held-out runs right after it, all at one thread per rank (at this
+    workload's size a second thread gains 1.0-1.25x and its step times scatter by tens of
+    percent: no basis for a timed comparison). Rounds are spread over time, each with its own
+    profile: a shared machine drifts, and every held-out configuration is predicted from the
+    median of the profiles. Every configuration (QUICK_HELD_OUT with --quick) runs in every
+    round, each run with its own seed; the first run of round 1 also takes the ping-pong."""
+    tag = f" (round {k} of {args.rounds})" if args.rounds > 1 else ""
     tgt = _target_args(args, out)
-    tag = f" (round {k} of {rounds})" if rounds > 1 else ""
-    stages = []
-    for thr in (1, 2):
-        # --quick: a shorter peak measurement; the profile's step times are what counts here
-        stages.append((f"node profile, {thr} thread(s){tag}",
-                       ["node", *NET, "--threads", str(thr), "--sweep", PROFILE_BATCHES,
-                        "--batch", "8", "--repeats", "10", "--quick", "-o",
-                        str(out / f"node-t{thr}-r{k}.csv"), "--no-progress"]))
+    stages = [profile_stage(out, f"node-t1-r{k}.csv", tag)] if profile else []
+    first = True
     for i, (label, argv) in enumerate(HELD_OUT):
-        if args.quick and i % rounds != k - 1:
+        if args.quick and label not in QUICK_HELD_OUT:
             continue
-        micro = ["--micro"] if k == 1 and not stages[2:] else []  # the ping-pong, once
+        micro = ["--micro"] if k == 1 and first else []
+        first = False
         stages.append((f"held out: {label}{tag}",
-                       ["scale", *tgt, *argv, *micro, "--seed",
+                       ["scale", *tgt, *argv, "--threads", "1", *micro, "--seed",
                         str(HELD_OUT_SEED + 100 * (k - 1) + i),
                         "-o", str(out / "heldout.csv")]))
     return stages

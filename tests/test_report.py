@@ -169,8 +169,8 @@ def test_showcase_efficiency_at_most_one(showcase):
 def test_pipeline_rounds_interleave_profiles_and_timed_runs(tmp_path):
     """The default pipeline: every round starts with its node profiles, its scaling sweeps
     run only timed configurations (ranks x threads <= 2 cores), each round draws its own
-    seed, and the quick convergence rounds deal the held-out configurations out between them
-    (each once)."""
+    seed, and the quick convergence rounds run the quick held-out configurations
+    (each in every round, at least 8 runs)."""
     import argparse
 
     from perfmodel import converge as CG
@@ -180,9 +180,11 @@ def test_pipeline_rounds_interleave_profiles_and_timed_runs(tmp_path):
     st = stages(tmp_path)
     labels = [label for label, _ in st]
     for k in range(1, ROUNDS + 1):
-        first = labels.index(f"node profiles and held-out convergence runs (round {k} of "
-                             f"{ROUNDS})")
-        assert f"scaling sweep (round {k} of {ROUNDS})" in labels[first:]
+        first = labels.index(f"node profile (round {k} of {ROUNDS})")
+        assert labels[first + 1] == f"scaling sweep (round {k} of {ROUNDS})"
+        assert f"held-out convergence runs (round {k} of {ROUNDS})" in labels[first:]
+    assert labels.index("node profile (closing)") > labels.index(
+        f"held-out convergence runs (round {ROUNDS} of {ROUNDS})")
     seeds = set()
     for label, argv in st:
         if argv[0] == "scale" and "--timed-only" in argv:
@@ -198,7 +200,8 @@ def test_pipeline_rounds_interleave_profiles_and_timed_runs(tmp_path):
     args = p.parse_args(["--quick", "--rounds", "2"])
     held = [lab for k in (1, 2) for lab, _ in CG.round_stages(args, tmp_path, k)
             if lab.startswith("held out")]
-    assert len(held) == len(CG.HELD_OUT) and len({h.split(" (")[0] for h in held}) == len(held)
+    assert len(held) == 2 * len(CG.QUICK_HELD_OUT) >= 8
+    assert {h.split(": ")[1].split(" (")[0] for h in held} == set(CG.QUICK_HELD_OUT)
     full = p.parse_args(["--rounds", "2"])
     assert sum(lab.startswith("held out") for lab, _ in CG.round_stages(full, tmp_path, 1)) \
         == len(CG.HELD_OUT)

@@ -4,12 +4,13 @@ the model's and the report.
 
 1. a quick node measurement (HEP at 64x64) for the node section;
 2. convergence calibration (``perfmodel converge --quick --calibrate-only``);
-3. ``ROUNDS`` rounds spread over time, each: node profiles of the local workload
-   (:mod:`perfmodel.workload`; 1 and 2 threads per rank) and the runs they predict right after
-   them: that round's held-out convergence runs and the timed scaling sweep (sync and async
-   with 1-2 workers x 1 thread, with and without injected stragglers; a timed hybrid needs 3
-   ranks on 2 cores). Each round draws its own data order and straggler delays. Each figure is
-   then the median over the rounds, and the spread across rounds is reported;
+3. ``ROUNDS`` rounds spread over time, each: a node profile of the local workload
+   (:mod:`perfmodel.workload`; one thread per rank), right after it the timed scaling sweep
+   (sync and async with 1-2 workers x 1 thread, with and without injected stragglers; a timed
+   hybrid needs 3 ranks on 2 cores), then that round's held-out convergence runs; one more
+   profile closes the last round, so every run lies between two profiles. Each round draws
+   its own data order and straggler delays. Each figure is then the median over the rounds,
+   and the spread across rounds is reported;
 4. once: functional runs of async and hybrid at 2 workers (more ranks than cores; shown
    apart, never scored);
 5. ``perfmodel validate`` (throughput) and ``perfmodel converge --compare-only`` (time to
@@ -22,8 +23,10 @@ goes to ``results/pipeline.log`` beside the results."""
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
+from .. import converge as CG
 from .. import stage
 from .. import workload as W
 from ..results import is_results_file
@@ -54,12 +57,15 @@ def stages(res: Path, full: bool = False, rounds: int = ROUNDS) -> list[tuple[st
         tag = f" (round {k} of {rounds})"
         timed = [*scale, "--strategies", "sync,async", "--workers", "1,2", "--timed-only",
                  "--seed", str(k)]  # each round its own draws of data order and stragglers
-        out.append((f"node profiles and held-out convergence runs{tag}",
-                    ["converge", "--quick", "--round", str(k), "--rounds", str(rounds),
-                     "--out", str(conv), *quiet]))
+        out.append(CG.profile_stage(conv, f"node-t1-p{k}.csv", tag))
         out.append((f"scaling sweep{tag}", [*timed, *(["--micro"] if k == 1 else [])]))
         for strag in STRAGGLERS:
             out.append((f"straggler sweep {strag}{tag}", [*timed, "--straggler", strag]))
+        out.append((f"held-out convergence runs{tag}",
+                    ["converge", "--quick", "--round", str(k), "--rounds", str(rounds),
+                     "--no-profile", "--out", str(conv), *quiet]))
+    # and one more profile after the last runs: every run then lies between two profiles
+    out.append(CG.profile_stage(conv, f"node-t1-p{rounds + 1}.csv", " (closing)"))
     out.append(("functional runs", [*scale, "--strategies", "async,hybrid", "--workers", "2",
                                     "--groups", "1,2", "--steps", "20"]))
     return out
@@ -76,7 +82,10 @@ def default_pipeline(out: Path, progress: bool = True, full: bool = False) -> Pa
     steps = stages(res, full)
     bar = ProgressBar(len(steps) + 2, "report", enabled=None if progress else False)
     for label, argv in steps:
+        t0 = time.perf_counter()
         rc = stage.run(argv, log)
+        with open(log, "a") as f:
+            f.write(f"[{label}: {time.perf_counter() - t0:.1f} s, exit {rc}]\n")
         if rc:
             print(f"perfmodel report: step '{label}' failed (exit {rc}); building the report "
                   f"from what was measured (see {log})", file=sys.stderr)
