@@ -73,6 +73,17 @@ def add_node_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+PLAN_EXAMPLES = """examples:
+  perfmodel plan cori-knl-hep                           # one epoch, fastest configuration
+  perfmodel plan cori-knl-hep --epochs 10 --deadline 30m        # fewest node-hours in 30 min
+  perfmodel plan perlmutter-gpu-hep --epochs 10 --budget-node-hours 50 --json
+  perfmodel plan cpu-epyc-hdr-hep --epochs 5 --max-nodes 256 --emit-slurm job.sh
+  perfmodel plan cori-knl-hep --target-loss --set convergence.profile=results/convergence \\
+      --set convergence.target_loss=0.4                # convergence fitted on your own runs
+  perfmodel plan my-cluster.toml --epochs 1 -o front.csv       # your scenario; Pareto front
+"""
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """The main job: the default pipeline, or a report of given results, or the paper's."""
     from .report.build import build
@@ -187,7 +198,12 @@ def _build_parser() -> argparse.ArgumentParser:
                         description="Search strategies, node counts, parameter servers and "
                                     "batch per worker for time to solution and node-hours "
                                     "under constraints; report the Pareto front, the "
-                                    "recommendation and why the others lose.")
+                                    "recommendation and why the others lose. Without "
+                                    "--epochs or --target-loss the target is one epoch of "
+                                    "the scenario's data set (else its target loss), and "
+                                    "the plan says so.",
+                        epilog=PLAN_EXAMPLES,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     pl.add_argument("scenario", help="scenario file or preset (the cluster and the workload)")
     pl.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     pl.add_argument("--epochs", type=float, default=None, help="target: passes over the "

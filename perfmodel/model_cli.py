@@ -174,9 +174,13 @@ def run_plan(args: argparse.Namespace) -> int:
     from . import plan as PL
 
     s, source = SC.load_for_plan(args.scenario, args.set)
-    if (args.epochs is None) == (not args.target_loss):
+    if args.epochs is not None and args.target_loss:
         raise UserError("give exactly one target: --epochs N or --target-loss (the scenario's "
                         "[convergence])")
+    default = None
+    if args.epochs is None and not args.target_loss:
+        default = PL.default_target(s)
+        args.epochs, args.target_loss = default.epochs, default.loss
     if args.epochs is not None and args.epochs <= 0:
         raise UserError(f"--epochs={args.epochs} is out of range (allowed > 0)")
     if args.budget_node_hours is not None and args.budget_node_hours <= 0:
@@ -203,14 +207,20 @@ def run_plan(args: argparse.Namespace) -> int:
                                                          args.threads_per_rank))
     if args.json:
         print(json.dumps({"source": source, "evaluated": facts["evaluated"],
+                          "feasible": facts["feasible"],
+                          "target": PL.describe(PL.Target(args.epochs, args.target_loss), s),
+                          "default_target": default is not None,
                           "search_s": dt,
                           "recommended": {k: (v.item() if hasattr(v, "item") else v)
                                           for k, v in chosen.items()},
                           "prediction": pred, "why_not": reasons,
                           "pareto": front.to_dict("records")}, indent=2, default=float))
         return 0
+    if default is not None:
+        print(f"target: {PL.describe(default, s)} (the default without --epochs or "
+              "--target-loss)")
     print(f"{source}: {facts['evaluated']} configurations searched in {dt:.2f} s; "
-          f"{len(feasible)} feasible, {len(front)} on the Pareto front")
+          f"{facts['feasible']} feasible, {len(front)} on the Pareto front")
     rows = [[r.strategy, r.workers, r.groups, r.param_servers, r.batch_per_worker, r.nodes,
              PL._dur(r.time_s), f"{r.node_hours:.4g}"] for r in front.head(12).itertuples()]
     print(table(["strategy", "workers", "groups", "servers", "batch", "nodes",

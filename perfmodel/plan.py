@@ -54,30 +54,68 @@ class Target:
     loss: bool = False
 
 
-def candidates(max_workers: int, devices_per_node: int, max_groups: int = 64,
-               max_servers: int = 64, batches=BATCHES) -> dict[str, np.ndarray]:
-    """The search grid: every worker count up to ``max_workers`` for sync; for hybrid,
-    group counts that divide the workers; async with every server count; batches as given."""
+def default_target(s: dict) -> Target:
+    """The target when the user names none: one pass over the scenario's data set
+    (workload.dataset_samples), else its [convergence] target loss (with s_min), else an
+    error saying what to give."""
+    if s["workload"]["dataset_samples"]:
+        return Target(epochs=1.0)
+    conv = s["convergence"]
+    if conv["target_loss"] is not None and conv["s_min"].nominal > 0:
+        return Target(loss=True)
+    raise UserError("no target given and none to default to: give --epochs N (needs "
+                    "workload.dataset_samples) or --target-loss (needs [convergence] "
+                    "target_loss and s_min)")
+
+
+def describe(target: Target, s: dict) -> str:
+    """The target in words, with the numbers it stands for."""
+    if target.loss:
+        return f"the scenario's target loss {s['convergence']['target_loss'].nominal:g}"
+    n = s["workload"]["dataset_samples"]
+    return f"{target.epochs:g} epoch(s) of {n:,} samples"
+
+
+def _blocks(max_workers: int, max_groups: int = 64, max_servers: int = 64):
+    """The search grid as blocks (strategy code, workers array, groups, servers): every worker
+    count for sync; for async every server count; for hybrid the group counts that divide the
+    workers, with every server count. Each block is crossed with the batches."""
     w_all = np.arange(1, max_workers + 1)
-    cols = {k: [] for k in ("strategy", "workers", "groups", "servers", "batch")}
-
-    def add(code, w, g, s):
-        n = len(w)
-        for b in batches:
-            cols["strategy"].append(np.full(n, code))
-            cols["workers"].append(w)
-            cols["groups"].append(g)
-            cols["servers"].append(s)
-            cols["batch"].append(np.full(n, b))
-
-    add(0, w_all, np.ones_like(w_all), np.zeros_like(w_all))
+    yield 0, w_all, 1, 0
     servers = np.unique(np.round(np.geomspace(1, max_servers, 12)).astype(int))
     for s in servers:
-        add(1, w_all, w_all, np.full_like(w_all, s))
+        yield 1, w_all, None, int(s)  # async: as many groups as workers
         for g in range(2, max_groups + 1):
-            w = w_all[w_all % g == 0]
-            add(2, w, np.full_like(w, g), np.full_like(w, s))
-    return {k: np.concatenate(v) for k, v in cols.items()}
+            yield 2, w_all[w_all % g == 0], g, int(s)
+
+
+def candidates(max_workers: int, devices_per_node: int, max_groups: int = 64,
+               max_servers: int = 64, batches=BATCHES, chunk: int | None = None):
+    """The search grid as dict(strategy, workers, groups, servers, batch) of arrays; with
+    ``chunk``, an iterator of such dicts of about ``chunk`` configurations each (the whole grid
+    of a large machine is millions: its arrays and the model's temporaries are what took the
+    time and the memory)."""
+    def gen():
+        cols = {k: [] for k in ("strategy", "workers", "groups", "servers", "batch")}
+        n = 0
+        for code, w, g, s in _blocks(max_workers, max_groups, max_servers):
+            for b in batches:
+                cols["strategy"].append(np.full(len(w), code))
+                cols["workers"].append(w)
+                cols["groups"].append(w if g is None else np.full(len(w), g))
+                cols["servers"].append(np.full(len(w), s))
+                cols["batch"].append(np.full(len(w), b))
+                n += len(w)
+                if chunk and n >= chunk:
+                    yield {k: np.concatenate(v) for k, v in cols.items()}
+                    cols = {k: [] for k in cols}
+                    n = 0
+        if n:
+            yield {k: np.concatenate(v) for k, v in cols.items()}
+    if chunk:
+        return gen()
+    return next(gen(), {k: np.zeros(0, int) for k in ("strategy", "workers", "groups",
+                                                       "servers", "batch")})
 
 
 def epoch_factor(s: dict, grid: dict[str, np.ndarray]) -> np.ndarray:
@@ -101,75 +139,118 @@ def epoch_factor(s: dict, grid: dict[str, np.ndarray]) -> np.ndarray:
     return model.epoch_factor(w / g * np.asarray(grid["batch"], float), tau, mu)
 
 
+#: configurations evaluated at once: the model's temporaries stay in the tens of MB
+CHUNK = 1 << 18
+#: how many of the feasible configurations a search keeps beyond the Pareto front and the
+#: fastest of each strategy (a seeded uniform sample, for plots)
+SAMPLE = 20000
+
+
 def search(s: dict, target: Target, max_nodes: int | None, deadline_s: float | None,
            budget_node_hours: float | None, max_groups: int = 64, max_servers: int = 64
            ) -> tuple[pd.DataFrame, dict]:
-    """Evaluate the grid; returns every feasible configuration (sorted by time) and facts for
-    explanations (how many were evaluated, the binding constraint if none is feasible)."""
+    """Evaluate the grid chunk by chunk (bounded memory) and keep, of the configurations
+    within every constraint: the Pareto front of time against node-hours (which holds the
+    recommendation, deadline or not), the fastest few of each strategy (for why the others
+    lose) and a seeded uniform sample of about SAMPLE (for plots), sorted by time. ``facts``:
+    how many were evaluated and feasible, and the binding constraint if none is feasible."""
     c = s["cluster"]
     d = c["devices_per_node"]
     nodes_cap = min(max_nodes or c["nodes"], c["nodes"])
     if max_nodes is not None and max_nodes < 1:
         raise UserError(f"--max-nodes={max_nodes} is out of range (allowed >= 1)")
-    grid = candidates(max(nodes_cap * d - 1, 1), d, max_groups, max_servers)
+    if not target.loss:
+        samples = s["workload"]["dataset_samples"]
+        if not samples:
+            raise UserError("--epochs needs workload.dataset_samples in the scenario")
+    max_w = max(nodes_cap * d - 1, 1)
+    total = sum(len(w) for _, w, _, _ in _blocks(max_w, max_groups, max_servers)) * len(BATCHES)
     inp = SC.to_inputs(s)
+    rng = np.random.default_rng(0)
+    kept, evaluated, feasible_n, any_time = [], 0, 0, False
+    best_other = {"deadline": np.inf, "budget-node-hours": np.inf}
+    for grid in candidates(max_w, d, max_groups, max_servers, chunk=CHUNK):
+        col = _evaluate(s, inp, grid, target)
+        t, nh = col["time_s"], col["node_hours"]
+        evaluated += len(t)
+        any_time |= bool(np.isfinite(t).any())
+        ok_nodes = col["nodes"] <= nodes_cap
+        ok_dead = t <= deadline_s if deadline_s else np.ones(len(t), bool)
+        ok_budget = nh <= budget_node_hours if budget_node_hours else np.ones(len(t), bool)
+        # for naming the binding constraint: the best each relaxed constraint could reach
+        if (ok_nodes & ok_budget).any():
+            best_other["deadline"] = min(best_other["deadline"], float(np.nanmin(
+                np.where(ok_nodes & ok_budget, t, np.inf))))
+        if (ok_nodes & ok_dead).any():
+            best_other["budget-node-hours"] = min(best_other["budget-node-hours"], float(
+                np.nanmin(np.where(ok_nodes & ok_dead, nh, np.inf))))
+        idx = np.flatnonzero(ok_nodes & ok_dead & ok_budget & np.isfinite(t))
+        feasible_n += len(idx)
+        if not len(idx):
+            continue
+        keep = rng.random(len(idx)) < SAMPLE / total
+        order = np.argsort(t[idx], kind="stable")
+        h = nh[idx][order]
+        front = np.r_[True, h[1:] < np.minimum.accumulate(h)[:-1]]
+        keep[order[front]] = True
+        code = col["code"][idx]
+        for c in range(len(STRATEGIES)):  # the fastest few of each strategy
+            mine = order[code[order] == c][:5]
+            keep[mine] = True
+        kept.append({k: v[idx[keep]] for k, v in col.items()})
+    if target.loss and not any_time:
+        raise UserError("target loss needs [convergence] target_loss and s_min in the "
+                        "scenario (or use --epochs)")
+    facts = {"evaluated": evaluated, "feasible": feasible_n}
+    cols = ({k: np.concatenate([c[k] for c in kept]) for k in kept[0]} if kept else
+            {k: v[:0] for k, v in _evaluate(s, inp, candidates(1, d, 1, 1), target).items()})
+    if not feasible_n:
+        facts["binding"] = _binding(best_other, deadline_s, budget_node_hours, nodes_cap)
+    code = cols.pop("code")
+    out = pd.DataFrame({"strategy": np.array(STRATEGIES)[code], **cols})
+    return out.sort_values("time_s", kind="stable").reset_index(drop=True), facts
+
+
+def _evaluate(s: dict, inp, grid: dict[str, np.ndarray], target: Target
+              ) -> dict[str, np.ndarray]:
+    """One chunk of the grid: the model's step, throughput and time to solution, as the
+    columns of the search's frame (``code``: the strategy's index in STRATEGIES)."""
+    d = s["cluster"]["devices_per_node"]
     res = evaluate(inp, grid["strategy"], grid["workers"], grid["groups"], grid["servers"],
                    grid["batch"])
     if target.loss:
         t = res["time_to_target_s"]
-        if np.isnan(t).all():
-            raise UserError("target loss needs [convergence] target_loss and s_min in the "
-                            "scenario (or use --epochs)")
     else:
-        samples = s["workload"]["dataset_samples"]
-        if not samples:
-            raise UserError("--epochs needs workload.dataset_samples in the scenario")
-        t = target.epochs * samples * epoch_factor(s, grid) / res["throughput_samples_per_s"]
+        t = (target.epochs * s["workload"]["dataset_samples"] * epoch_factor(s, grid)
+             / res["throughput_samples_per_s"])
     nodes = np.ceil((grid["workers"] + grid["servers"]) / d)
-    df = pd.DataFrame({"strategy": np.array(STRATEGIES)[grid["strategy"]],
-                       "workers": grid["workers"], "groups": np.where(
-                           grid["strategy"] == 1, grid["workers"], grid["groups"]),
-                       "param_servers": grid["servers"], "batch_per_worker": grid["batch"],
-                       "nodes": nodes.astype(int), "time_s": t,
-                       "node_hours": nodes * t / 3600.0,
-                       "update_batch": grid["workers"] / np.where(
-                           grid["strategy"] == 1, grid["workers"], grid["groups"])
-                       * grid["batch"],
-                       "throughput_samples_per_s": res["throughput_samples_per_s"],
-                       "step_time_s": res["step_time_s"], "compute_s": res["compute_s"],
-                       "comm_s": res["comm_s"], "ps_s": res["ps_s"],
-                       "straggler_s": res["straggler_s"]})
-    facts = {"evaluated": len(df)}
-    ok = {"max-nodes": df.nodes <= nodes_cap,
-          "deadline": df.time_s <= deadline_s if deadline_s else np.ones(len(df), bool),
-          "budget-node-hours": (df.node_hours <= budget_node_hours if budget_node_hours
-                                else np.ones(len(df), bool))}
-    all_ok = ok["max-nodes"] & ok["deadline"] & ok["budget-node-hours"]
-    if not all_ok.any():
-        facts["binding"] = _binding(df, ok, deadline_s, budget_node_hours, nodes_cap)
-    return df[all_ok].sort_values("time_s").reset_index(drop=True), facts
+    g = np.where(grid["strategy"] == 1, grid["workers"], grid["groups"])
+    return {"code": grid["strategy"], "workers": grid["workers"], "groups": g,
+            "param_servers": grid["servers"], "batch_per_worker": grid["batch"],
+            "nodes": nodes.astype(int), "time_s": t, "node_hours": nodes * t / 3600.0,
+            "update_batch": grid["workers"] / g * grid["batch"],
+            "throughput_samples_per_s": res["throughput_samples_per_s"],
+            "step_time_s": res["step_time_s"], "compute_s": res["compute_s"],
+            "comm_s": res["comm_s"], "ps_s": res["ps_s"], "straggler_s": res["straggler_s"]}
 
 
-def _binding(df, ok, deadline_s, budget, nodes_cap) -> str:
-    """Name the constraint that makes the search infeasible, with the numbers."""
+def _binding(best_other: dict, deadline_s, budget, nodes_cap) -> str:
+    """Name the constraint that makes the search infeasible, with the numbers: the best the
+    other constraints allow, against the one that binds."""
     msgs = []
-    if deadline_s:
-        others = ok["max-nodes"] & ok["budget-node-hours"]
-        if others.any():
-            best = df[others].time_s.min()
-            msgs.append(f"--deadline binds: the fastest configuration within the other "
-                        f"constraints takes {_dur(best)}, over the deadline {_dur(deadline_s)}")
-    if budget:
-        others = ok["max-nodes"] & ok["deadline"]
-        if others.any():
-            cheapest = df[others].node_hours.min()
-            msgs.append(f"--budget-node-hours binds: the cheapest configuration within the "
-                        f"other constraints needs {cheapest:.4g} node-hours, over the budget "
-                        f"{budget:g}")
+    if deadline_s and np.isfinite(best_other["deadline"]):
+        msgs.append(f"--deadline binds: the fastest configuration within the other "
+                    f"constraints takes {_dur(best_other['deadline'])}, over the deadline "
+                    f"{_dur(deadline_s)}")
+    if budget and np.isfinite(best_other["budget-node-hours"]):
+        msgs.append(f"--budget-node-hours binds: the cheapest configuration within the "
+                    f"other constraints needs {best_other['budget-node-hours']:.4g} "
+                    f"node-hours, over the budget {budget:g}")
     if not msgs:
-        msgs.append(f"the constraints together bind (deadline {_dur(deadline_s) if deadline_s else '-'}, "
-                    f"budget {budget or '-'} node-hours, at most {nodes_cap} nodes): no single "
-                    "one relaxed alone makes a configuration feasible")
+        msgs.append(f"the constraints together bind (deadline "
+                    f"{_dur(deadline_s) if deadline_s else '-'}, budget {budget or '-'} "
+                    f"node-hours, at most {nodes_cap} nodes): no single one relaxed alone "
+                    "makes a configuration feasible")
     return "; ".join(msgs)
 
 

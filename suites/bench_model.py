@@ -108,6 +108,28 @@ class Plan:
         PL.search(self.s, PL.Target(epochs=1), None, 3600.0, None)
 
 
+class PlanCori:
+    """``perfmodel plan cori-knl-hep``'s search: 4,118,544 configurations on 9,688 nodes,
+    evaluated in chunks (goal: <= 3 s on the 2-core dev VM, memory bounded)."""
+
+    timeout = 300
+
+    def setup(self):
+        from perfmodel import scenario as SC
+
+        self.s, _ = SC.load_for_plan("cori-knl-hep")
+
+    def time_search_cori_full(self):
+        from perfmodel import plan as PL
+
+        PL.search(self.s, PL.Target(epochs=10), None, None, None)
+
+    def peakmem_search_cori_full(self):
+        from perfmodel import plan as PL
+
+        PL.search(self.s, PL.Target(epochs=10), None, None, None)
+
+
 class TimeToTarget:
     """The convergence model against held-out harness runs: ``perfmodel converge --quick``
     (calibration runs fit S_min, B_noise, gamma, kappa; held-out timed runs at other batches,

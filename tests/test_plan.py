@@ -67,6 +67,8 @@ def test_plan_cli_json_and_slurm(tmp_path, capsys):
     (["--target-loss", "--set", "convergence.s_min=0"], "target loss needs [convergence]"),
     (["--epochs", "-1"], "--epochs=-1.0"),
     (["--epochs", "1", "--deadline", "soon"], "--deadline='soon'"),
+    (["--set", "workload.dataset_samples=0", "--set", "convergence.s_min=0"],
+     "no target given and none to default to"),
 ])
 def test_infeasible_or_bad_input_names_the_constraint(argv, match, capsys):
     assert main(["plan", "cori-knl-hep", "--set", "cluster.nodes=32", *argv]) == 2
@@ -103,3 +105,32 @@ def test_epochs_charge_batches_past_the_noise_scale(b_noise):
     f0 = df0.time_s * df0.throughput_samples_per_s / samples
     assert f0.to_numpy() == pytest.approx(1.0)
     assert df0.update_batch.iloc[0] > df.update_batch.iloc[0]
+
+
+def test_without_a_target_the_plan_says_which_default_it_took(capsys):
+    assert main(["plan", "cori-knl-hep", "--set", "cluster.nodes=32"]) == 0
+    out = capsys.readouterr().out
+    assert "target: 1 epoch(s) of 10,000,000 samples (the default" in out
+    assert main(["plan", "cori-knl-hep", "--set", "cluster.nodes=32", "--set",
+                 "workload.dataset_samples=0", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["default_target"] and d["target"].startswith("the scenario's target loss")
+
+
+def test_chunked_search_keeps_the_front_and_the_fastest(monkeypatch):
+    """The search evaluates the grid in chunks and keeps the Pareto front, the fastest of each
+    strategy and a sample: the same front and recommendation as one chunk of everything."""
+    s, _ = SC.load_for_plan("cori-knl-hep", ["cluster.nodes=96"])
+    whole, f1 = PL.search(s, PL.Target(epochs=1), None, 7200.0, None, max_groups=8,
+                          max_servers=4)
+    monkeypatch.setattr(PL, "CHUNK", 97)
+    parts, f2 = PL.search(s, PL.Target(epochs=1), None, 7200.0, None, max_groups=8,
+                          max_servers=4)
+    assert f1 == f2 and f1["evaluated"] > 50 * 97 and f1["feasible"]
+    cols = ["strategy", "workers", "groups", "param_servers", "batch_per_worker"]
+    assert PL.pareto(whole)[cols].equals(PL.pareto(parts)[cols])
+    assert PL.recommend(whole, 7200.0)[cols].equals(PL.recommend(parts, 7200.0)[cols])
+    assert set(whole.strategy) == set(parts.strategy)
+    for strat in set(whole.strategy):
+        assert whole[whole.strategy == strat].time_s.min() == \
+            parts[parts.strategy == strat].time_s.min()
