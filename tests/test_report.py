@@ -3,7 +3,6 @@ bad results files, and the HTML opened in a real headless browser."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -14,6 +13,8 @@ import pytest
 
 from perfmodel.cli import main
 from perfmodel.report.build import build
+
+from .browser import chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "reports" / "paper"
@@ -69,22 +70,8 @@ def test_bad_results_file_is_a_clear_error(tmp_path, capsys, content, match):
                  str(tmp_path / "o")]) == 2
 
 
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    if os.geteuid() == 0 and shutil.which("apt-get"):  # the test set-up installs it
-        for cmd in (["apt-get", "install", "-y", "-q", "chromium"], ["apt-get", "update", "-q"],
-                    ["apt-get", "install", "-y", "-q", "chromium"]):
-            subprocess.run(cmd, capture_output=True, timeout=900)
-            if shutil.which("chromium"):
-                break
-        return shutil.which("chromium")
-    return None
-
-
 def test_report_opens_in_a_headless_browser(partial_report):
-    browser = _chromium()
+    browser = chromium()
     if browser is None:
         pytest.skip(reason="Debian's chromium is not installed and could not be installed here")
     r = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
