@@ -59,3 +59,24 @@ CONV ?= results/convergence
 .PHONY: convergence
 convergence: $(STAMP)
 	$(PM) converge --out $(CONV)
+
+# Continuous benchmarking, offline. `make asv`: every suite for HEAD in this environment, then
+# the dashboard in .asv/html, made to work with no network (suites/offline_html.py); open it
+# with `.venv/bin/asv preview` (http://127.0.0.1:8080). ASV_BENCH=REGEX for a subset.
+# `make asv-regressions BASE=origin/main HEAD=HEAD`: both commits benchmarked from worktrees,
+# exit 1 when one got worse by more than FACTOR (suites/regressions.py): the CI recipe.
+ASV        := $(VENV)/bin/asv
+ASV_MACHINE ?= dev-2core
+ASV_BENCH  ?=
+BASE       ?= HEAD~1
+HEAD       ?= HEAD
+FACTOR     ?= 1.1
+.PHONY: asv asv-regressions
+asv: $(STAMP)
+	$(ASV) machine --yes --machine $(ASV_MACHINE) > /dev/null
+	$(ASV) run --python=same --machine $(ASV_MACHINE) --set-commit-hash $$(git rev-parse HEAD) $(if $(ASV_BENCH),--bench '$(ASV_BENCH)')
+	$(ASV) publish
+	$(PY) suites/offline_html.py .asv/html
+
+asv-regressions: $(STAMP)
+	$(PY) suites/regressions.py $(BASE) $(HEAD) --factor $(FACTOR) $(if $(ASV_BENCH),--bench '$(ASV_BENCH)')

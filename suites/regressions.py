@@ -5,7 +5,7 @@ Usage: ``python suites/regressions.py BASE HEAD [--factor 1.1] [--bench REGEX] [
 
 Each commit is checked out into a temporary git worktree and benchmarked with this
 environment's Python (asv ``--python=same``, no environment build and no network), the
-worktree first on ``PYTHONPATH`` so its own ``perfmodel`` and ``kernels`` are the code
+worktree first on the benchmarks' path (asv's ``ASV_PYTHONPATH``) so its own ``perfmodel`` and ``kernels`` are the code
 measured; both runs go to one results folder (``.asv/regressions``), and asv's comparison
 (``asv compare --factor``, with its statistics) decides. ``make asv-regressions BASE=... HEAD=...``
 calls it. Importing this module (asv imports every module of the benchmark folder) does nothing.
@@ -37,7 +37,8 @@ def _asv() -> str:
     return found
 
 
-def run_at(rev: str, results: Path, machine: str, bench: str | None, env: dict) -> None:
+def run_at(rev: str, results: Path, machine: str, bench: str | None, env: dict,
+           rounds: int = 4) -> None:
     """Benchmark commit ``rev`` from a worktree of it, into ``results``."""
     sha = _git("rev-parse", "--verify", f"{rev}^{{commit}}")
     with tempfile.TemporaryDirectory(prefix="perfmodel-asv-") as tmp:
@@ -50,10 +51,13 @@ def run_at(rev: str, results: Path, machine: str, bench: str | None, env: dict) 
                         env_dir=str(Path(tmp) / "env"))
             cfg = Path(tmp) / "asv.conf.json"
             cfg.write_text(json.dumps(conf))
-            run_env = dict(env, PYTHONPATH=os.pathsep.join(
+            # asv drops PYTHONPATH from the benchmarks' environment and sets theirs from
+            # ASV_PYTHONPATH: the worktree first, so its perfmodel and kernels are measured
+            run_env = dict(env, ASV_PYTHONPATH=os.pathsep.join(
                 [str(tree), *filter(None, [env.get("PYTHONPATH")])]))
             cmd = [_asv(), "run", "--python=same", "--machine", machine, "--set-commit-hash",
-                   sha, "--config", str(cfg), *(["--bench", bench] if bench else [])]
+                   sha, "--config", str(cfg), "--attribute", f"rounds={rounds}",
+                   *(["--bench", bench] if bench else [])]
             print(f"$ {' '.join(cmd)}", flush=True)
             r = subprocess.run(cmd, cwd=tree, env=run_env)
             if r.returncode:
@@ -70,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                    "this ratio (and significantly, by asv's statistics) fails (default 1.1)")
     p.add_argument("--bench", default=None, help="only benchmarks matching this regex")
     p.add_argument("--machine", default="regression-check", help="asv machine name")
+    p.add_argument("--rounds", type=int, default=4, help="asv rounds per benchmark: more "
+                   "samples for asv's significance test on a noisy machine (default 4)")
     p.add_argument("--results", default=str(ROOT / ".asv" / "regressions"),
                    help="results folder (default .asv/regressions)")
     a = p.parse_args(argv)
@@ -83,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     subprocess.run([_asv(), "machine", "--yes", "--machine", a.machine], env=env,
                    capture_output=True, check=True, cwd=ROOT)
     for rev in (a.base, a.head):
-        run_at(rev, results, a.machine, a.bench, env)
+        run_at(rev, results, a.machine, a.bench, env, a.rounds)
     conf = Config.load(str(ROOT / "asv.conf.json"))
     conf.results_dir = str(results)
     base, head = (_git("rev-parse", r) for r in (a.base, a.head))
