@@ -220,7 +220,11 @@ def _build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--command", dest="user_command", default=None,
                     help="with --emit-slurm: your own training command instead of the harness "
                          "(gets PERFMODEL_* variables)")
-    pl.add_argument("--threads-per-rank", type=_positive_int("threads-per-rank"), default=64)
+    pl.add_argument("--threads-per-rank", type=_positive_int("threads-per-rank"), default=64,
+                    help="with --emit-slurm: cores per rank (default 64)")
+    from .slurm import add_arguments as slurm_arguments
+
+    slurm_arguments(pl)
     va = sub.add_parser("validate", help="the model's predictions against harness runs",
                         description="Predict every harness run from measured inputs (node "
                                     "profile, ping-pong) and report the errors.")

@@ -203,8 +203,9 @@ def run_plan(args: argparse.Namespace) -> int:
     if args.emit_slurm:
         from pathlib import Path
 
-        Path(args.emit_slurm).write_text(PL.slurm_script(chosen, s, args.user_command,
-                                                         args.threads_per_rank))
+        Path(args.emit_slurm).write_text(PL.slurm_script(
+            chosen, s, args.user_command, args.threads_per_rank, args.slurm_launcher,
+            args.slurm_mpi))
     if args.json:
         print(json.dumps({"source": source, "evaluated": facts["evaluated"],
                           "feasible": facts["feasible"],

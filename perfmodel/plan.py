@@ -317,8 +317,12 @@ def chosen_prediction(s: dict, r: pd.Series) -> dict:
     return predict(s2)
 
 
-def slurm_script(r: pd.Series, s: dict, command: str | None, threads_per_rank: int) -> str:
-    """An sbatch script running the harness (or the user's command) with configuration r."""
+def slurm_script(r: pd.Series, s: dict, command: str | None, threads_per_rank: int,
+                 launcher: str = "srun", mpi: str = "pmi2") -> str:
+    """An sbatch script running the harness (or the user's command) with configuration r,
+    launched by srun or mpiexec (:mod:`perfmodel.slurm`)."""
+    from . import slurm
+
     d = s["cluster"]["devices_per_node"]
     ranks = int(r.workers + r.param_servers)
     lines = ["#!/bin/bash",
@@ -334,17 +338,22 @@ def slurm_script(r: pd.Series, s: dict, command: str | None, threads_per_rank: i
              f"export PERFMODEL_STRATEGY={r.strategy} PERFMODEL_GROUPS={int(r.groups)} "
              f"PERFMODEL_PARAM_SERVERS={int(r.param_servers)} "
              f"PERFMODEL_BATCH_PER_WORKER={int(r.batch_per_worker)}",
-             "export NUMBA_NUM_THREADS=${SLURM_CPUS_PER_TASK}", ""]
+             "export NUMBA_NUM_THREADS=${SLURM_CPUS_PER_TASK}",
+             "OUT=${PERFMODEL_OUTPUT:-results/plan-run.csv}",
+             slurm.RUN_FUNCTION]
+    start = slurm.launch(ranks, launcher, mpi)
     if command:
-        lines.append(f"srun -n {ranks} --cpu-bind=cores {command}")
+        lines.append(f"run {start} {command}")
     else:
         w = s["workload"]
-        lines.append(f"srun -n {ranks} --cpu-bind=cores python -m mpi4py -m perfmodel.harness "
+        lines.append(f"run {start} python -m mpi4py -m perfmodel.harness "
                      f"--strategy {r.strategy} --net {w['net'] or 'hep'} "
-                     f"--groups {int(r.groups) if r.strategy == 'hybrid' else 1} "
+                     + (f"--image-size {w['image_size']} " if w.get("image_size") else "")
+                     + (f"--filters {w['filters']} " if w.get("filters") else "")
+                     + f"--groups {int(r.groups) if r.strategy == 'hybrid' else 1} "
                      f"--param-servers {int(r.param_servers)} --batch {int(r.batch_per_worker)}"
                      " --threads ${SLURM_CPUS_PER_TASK} --data ${PERFMODEL_DATA:?set the data "
-                     "folder} --steps ${PERFMODEL_STEPS:-1000} --output results/plan-run.csv")
+                     "folder} --steps ${PERFMODEL_STEPS:-1000} --output \"$OUT\"")
     return "\n".join(lines) + "\n"
 
 

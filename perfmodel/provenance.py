@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import importlib.metadata as md
+import os
 import platform
 import socket
 import subprocess
@@ -72,10 +73,18 @@ def now_utc() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def batch_job() -> str:
+    """The batch job this process runs in, 'slurm:JOBID@NODELIST' ('' outside one)."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return ""
+    return f"slurm:{job}@{os.environ.get('SLURM_JOB_NODELIST', '')}"
+
+
 def run_base(threads: int, ranks: int = 1, mpi_library: str = "") -> dict:
     """The fields every row of one run shares."""
     cores = available_cores()
     return dict(run_id=uuid.uuid4().hex[:12], host=socket.gethostname(), cpu_model=cpu_model(),
                 cores=cores, threads=threads, ranks=ranks,
                 functional=threads * ranks > cores, versions=versions(),
-                mpi_library=mpi_library, git_commit=git_commit())
+                mpi_library=mpi_library, git_commit=git_commit(), job=batch_job())

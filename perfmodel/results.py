@@ -23,7 +23,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: (name, python type, description). The order is the file's column order.
 COLUMNS: list[tuple[str, type, str]] = [
@@ -39,7 +39,8 @@ COLUMNS: list[tuple[str, type, str]] = [
                   "B_simple per evaluation interval), target (updates, samples, steps and "
                   "seconds to the target loss; stat 'reached' or 'censored': the run hit its "
                   "step cap first, a lower bound), hyper (lr, momentum, batches, warm-up, ...); "
-                  "from fits: convergence_fit, ..."),
+                  "from fits: convergence_fit, ...; failure (a launch that failed: metric exit_code, the reason "
+                  "in 'note')"),
     ("subject", str, "what was measured: a net name (hep, climate) or a micro-kernel"),
     ("layer", str, "ledger name of the layer ('' for whole-step or machine rows)"),
     ("phase", str, "forward, backward_data, backward_weight, backward, update, loss, step"),
@@ -75,8 +76,13 @@ COLUMNS: list[tuple[str, type, str]] = [
     ("versions", str, "library versions, 'name=version' separated by ';'"),
     ("mpi_library", str, "MPI library and version ('' when not run under MPI)"),
     ("git_commit", str, "commit of the code that measured it ('unknown' outside git)"),
+    ("job", str, "the batch job it ran in: 'slurm:JOBID@NODELIST' ('' outside one); new in "
+                 "v3, empty when a v2 file is read"),
+    ("note", str, "free text: a failure's reason ('' mostly); new in v3"),
 ]
 NAMES = [c[0] for c in COLUMNS]
+#: columns added since v2, and the value a v2 file's rows read with
+ADDED_SINCE_V2 = {"job": "", "note": ""}
 __doc__ += "\n".join(f"* ``{n}`` ({t.__name__}): {d}" for n, t, d in COLUMNS)
 
 
@@ -115,7 +121,8 @@ def make_row(base: dict[str, Any], **fields: Any) -> dict[str, Any]:
     row.update(schema=SCHEMA_VERSION, stat="median", min=math.nan, max=math.nan, repeats=1,
                batch=0, image_size=0, flop=0.0, bytes=0.0, layer="", phase="", strategy="",
                groups=0, param_servers=0, rank=-1, step=-1, elapsed_s=math.nan, straggler="",
-               time_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+               time_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+               job="", note="")
     row.update(base)
     row.update(fields)
     unknown = set(row) - set(NAMES)
@@ -146,7 +153,8 @@ def is_results_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a results file of this schema (by its header line)."""
     try:
         with open(path) as f:
-            return f.readline().strip().split(",") == NAMES
+            head = f.readline().strip().split(",")
+        return head == NAMES or head == [n for n in NAMES if n not in ADDED_SINCE_V2]
     except OSError:
         return False
 
@@ -231,6 +239,11 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
         raise ResultsError(f"{p}: not a results CSV ({str(e).splitlines()[0]})") from None
     missing = [n for n in NAMES if n not in df.columns]
+    if missing and set(missing) <= set(ADDED_SINCE_V2):  # a v2 file: fill the new columns
+        for n in missing:
+            df[n] = ADDED_SINCE_V2[n]
+        df = df[NAMES]
+        missing = []
     extra = [c for c in df.columns if c not in NAMES]
     if missing or extra:
         raise ResultsError(f"{p}: columns do not match the results schema v{SCHEMA_VERSION} "

@@ -10,6 +10,7 @@ exits with code 2. Rank 0 appends the run's rows to ``--output``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -22,6 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     from .config import add_arguments, from_args, validate
 
     comm = MPI.COMM_WORLD
+    problem = launch_problem(comm.size)
+    if problem:
+        if os.environ.get("SLURM_PROCID", "0") == "0":
+            print(f"perfmodel harness: error: {problem}", file=sys.stderr, flush=True)
+        return 2
     p = argparse.ArgumentParser(prog="perfmodel.harness", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
@@ -41,8 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     from .train import build_net, run
 
     # the job's cores: the union of the ranks' affinity masks (a pinned rank sees only its own)
-    import os
-
     cores_seen = comm.allgather(sorted(os.sched_getaffinity(0)))
     job_cores = len(set().union(*map(set, cores_seen)))
     problem = _data_problem(cfg) if comm.rank == 0 else None
@@ -93,6 +97,18 @@ def main(argv: list[str] | None = None) -> int:
               f"{rate[1]['value']:.2f} peak{reach}" + (f" -> {cfg.output}" if cfg.output else ""),
               flush=True)
     return 0
+
+
+def launch_problem(size: int) -> str | None:
+    """srun started several tasks, yet each sees an MPI world of one: Slurm's PMI plugin does
+    not match the MPI (N independent one-rank runs would follow). None when all is well."""
+    tasks = int(os.environ.get("SLURM_STEP_NUM_TASKS") or 0)
+    if tasks > 1 and size == 1:
+        return (f"srun started {tasks} tasks but each sees an MPI world of 1: Slurm's PMI "
+                "plugin does not match this MPI. Launch with srun --mpi=pmi2 (MPICH) or "
+                "--mpi=pmix (Open MPI), or with mpiexec inside the allocation "
+                "(perfmodel scale --emit-slurm --slurm-launcher/--slurm-mpi)")
+    return None
 
 
 def _data_problem(cfg) -> str | None:
