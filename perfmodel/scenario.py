@@ -9,8 +9,10 @@ Sections and keys (units in the names; defaults in :data:`SCHEMA`):
   ``intra_bandwidth_Bps``, ``allreduce``, ``messages``, ``overlap``, ``reduce_bandwidth_Bps``,
   ``ps_apply_bandwidth_Bps``, ``straggler`` (none, exponential, normal, lognormal) and
   ``straggler_scale``.
-* ``[workload]``: ``net`` (hep, climate) with ``image_size`` / ``image_width``, or explicit
-  ``params`` and ``flop_per_sample``; ``dataset_samples``.
+* ``[workload]``: ``net`` (hep, climate, or a common network of :mod:`kernels.zoo`: resnet50,
+  resnet101, vgg16, inception_v3) with ``image_size`` / ``image_width``; or ``layers``, a CSV
+  layer table (``layer``, ``params``, ``forward_flop`` per sample, forward order); or
+  explicit ``params`` and ``flop_per_sample`` (one blob); ``dataset_samples``.
 * ``[training]``: ``strategy`` (sync, async, hybrid), ``workers``, ``groups``,
   ``param_servers``, and ``batch_per_worker`` (weak scaling) or ``global_batch`` (strong
   scaling: the batch of one synchronous group).
@@ -39,11 +41,14 @@ from typing import Any
 
 import numpy as np
 
+from kernels.zoo import ZOO as _ZOO
+
 from .model import collectives, stragglers
 from .model.throughput import STRATEGIES, Inputs, NodeRate
 from .ui import UserError
 
 REQ = object()  # marks a required key
+ZOO_NAMES = tuple(_ZOO)
 #: section -> key -> (type, default). 'num' may carry an interval.
 SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     "cluster": {
@@ -60,7 +65,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     "workload": {
         "net": ("str", None), "image_size": ("int", None), "image_width": ("int", None),
         "filters": ("int", None), "params": ("int", None), "flop_per_sample": ("num", None),
-        "dataset_samples": ("int", 0),
+        "layers": ("str", None), "dataset_samples": ("int", 0),
     },
     "training": {
         "strategy": ("str", REQ), "workers": ("int", REQ), "groups": ("int", 1),
@@ -78,7 +83,7 @@ CHOICES = {("cluster", "allreduce"): collectives.ALGORITHMS,
            ("cluster", "messages"): ("fused", "per-blob"),
            ("cluster", "straggler"): stragglers.DISTRIBUTIONS,
            ("training", "strategy"): STRATEGIES,
-           ("workload", "net"): ("hep", "climate")}
+           ("workload", "net"): ("hep", "climate", *ZOO_NAMES)}
 POSITIVE = {"nodes", "devices_per_node", "node_peak_flops", "node_flops", "node_batch",
             "link_bandwidth_Bps", "intra_bandwidth_Bps", "workers", "groups",
             "batch_per_worker", "global_batch", "params", "flop_per_sample", "image_size",
@@ -206,7 +211,14 @@ def _check_consistency(s: dict, source: str) -> None:
                                       or c["intra_bandwidth_Bps"] is None):
         raise UserError(f"{source}: cluster.devices_per_node={c['devices_per_node']} needs "
                         "intra_latency_s and intra_bandwidth_Bps")
-    if w["net"] is None and (w["params"] is None or w["flop_per_sample"] is None):
+    given = [k for k in ("net", "layers") if w[k] is not None] + (
+        ["params"] if w["params"] is not None else [])
+    if len(given) > 1:
+        raise UserError(f"{source}: workload takes one of net, layers and params "
+                        f"(given: {', '.join(given)})")
+    if w["layers"] is not None:
+        _layer_table(w["layers"], source)  # a bad table is an error now, naming the row
+    elif w["net"] is None and (w["params"] is None or w["flop_per_sample"] is None):
         raise UserError(f"{source}: workload needs net, or both params and flop_per_sample")
     if w["net"] is not None and w["params"] is not None:
         raise UserError(f"{source}: workload takes net or params, not both")
@@ -328,8 +340,40 @@ def _apply_override(raw: dict, text: str) -> None:
 
 # --- from a scenario to the model's inputs ---------------------------------------------------
 
+def _layer_table(path: str, source: str = "scenario") -> tuple[float, tuple[float, ...]]:
+    """(training FLOP per sample, blob bytes) of a CSV layer table (kernels.zoo.from_table)."""
+    import csv
+
+    from kernels.zoo import from_table
+
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        raise UserError(f"{source}: workload.layers={path!r}: {e.strerror}") from None
+    need = {"layer", "params", "forward_flop"}
+    if not rows or not need <= set(rows[0]):
+        raise UserError(f"{source}: workload.layers={path!r}: needs a header with layer, "
+                        "params, forward_flop and one row per layer")
+    for i, r in enumerate(rows, start=2):
+        try:
+            float(r["params"]), float(r["forward_flop"])
+        except (TypeError, ValueError):
+            raise UserError(f"{source}: workload.layers={path!r} line {i}: params="
+                            f"{r['params']!r}, forward_flop={r['forward_flop']!r} must be "
+                            "numbers") from None
+    try:
+        spec = from_table(rows, name=Path(path).stem)
+    except ValueError as e:
+        raise UserError(f"{source}: workload.layers={path!r}: {e}") from None
+    return float(spec.ledger().train_flop), tuple(4.0 * b for b in spec.blobs)
+
+
 def workload_ledger(w: dict) -> tuple[float, np.ndarray]:
     """(FLOP per sample of a training step, parameter blob sizes in bytes)."""
+    if w["layers"] is not None:
+        flop, blobs = _layer_table(w["layers"])
+        return flop, np.array(blobs)
     if w["net"] is None:
         return float(w["flop_per_sample"].nominal), np.array([4.0 * w["params"]])
     flop, blobs, _ = _net_ledger(w["net"], w["image_size"], w["image_width"], w["filters"])
@@ -370,7 +414,14 @@ def _peak_from_profile(path: str) -> Interval:
 def _net_ledger(net: str, image_size: int | None, image_width: int | None,
                 filters: int | None = None) -> tuple[float, tuple[float, ...], str]:
     import kernels
+    from kernels.zoo import ZOO
 
+    if net in ZOO:  # a common network: its ledger from the layer definitions, no weights
+        try:
+            spec = ZOO[net](**({} if image_size is None else {"image_size": image_size}))
+        except ValueError as e:
+            raise UserError(f"workload.image_size: {e}") from None
+        return (float(spec.ledger().train_flop), tuple(4.0 * b for b in spec.blobs), net)
     size: Any = image_size
     if image_width is not None:
         if net == "hep" and image_width != image_size:
