@@ -50,6 +50,7 @@ class Spec:
         self.name, self.input_dims, self.batch = name, input_dims, batch
         self.rows: list[LayerCost] = []
         self.blobs: list[int] = []
+        self.blob_rows: list[int] = []  # the row (layer) of each blob
         self._n: dict[str, int] = {}
 
     def _add(self, kind: str, x: Dims, y: Dims, params: list[int], f: float, bd: float,
@@ -62,6 +63,7 @@ class Spec:
         self.rows.append(LayerCost(name, kind, (b, *x), (b, *y), int(sum(params)),
                                    int(b * f), int(b * bd), int(b * bw)))
         self.blobs += [p for p in params if p]
+        self.blob_rows += [len(self.rows) - 1 for p in params if p]
         return y
 
     def conv(self, x: Dims, c_out: int, k: int | tuple[int, int], s: int = 1,

@@ -168,6 +168,9 @@ def _build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                       help="override a scenario value (repeatable)")
     pred.add_argument("--json", action="store_true", help="JSON on stdout")
+    pred.add_argument("--timeline", action="store_true", help="also the step as a timeline: "
+                      "each message's ready, start and end times against backward, and the "
+                      "exposed part")
     sw = sub.add_parser("sweep", help="predictions over a grid of configurations",
                         description="Evaluate every combination of the varied training "
                                     "values at once and write a tidy table.")

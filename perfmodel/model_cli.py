@@ -23,9 +23,33 @@ def _fmt(x, unit: str = "") -> str:
     return f"{x:.4g} {unit}".strip()
 
 
+def step_timeline(s: dict) -> dict:
+    """The scenario configuration's step as a timeline (nominal inputs): compute, then each
+    in-group message's ready, start and end times, and the exposed part."""
+    import numpy as np
+
+    from .model import timeline as TL
+    from .model.throughput import _allreduce_bytes, evaluate, messages
+
+    inp = SC.to_inputs(s)
+    cfg = SC.configuration(s)
+    res = evaluate(inp, cfg["strategy"], cfg["workers"], cfg["groups"], cfg["servers"],
+                   cfg["batch"])
+    t_c = float(res["compute_s"])
+    n = cfg["workers"] / (cfg["workers"] if cfg["strategy"] == "async" else cfg["groups"])
+    nb, ready = messages(inp)
+    costs = [float(_allreduce_bytes(inp, np.array([n]), float(b))[0]) for b in nb]
+    rows = TL.schedule(t_c, costs, nb, ready, inp.overlap)
+    return dict(compute_s=t_c, group_size=n, messages=inp.messages, overlap=inp.overlap,
+                exposed_s=max(0.0, (rows[-1]["end_s"] if rows else t_c) - t_c),
+                communication_s=float(sum(costs)), schedule=rows)
+
+
 def run_predict(args: argparse.Namespace) -> int:
     s, source = SC.load(args.scenario, args.set)
     p = predict(s)
+    if args.timeline:
+        p["timeline"] = step_timeline(s)
     if args.json:
         print(json.dumps(p, indent=2))
         return 0
@@ -42,6 +66,21 @@ def run_predict(args: argparse.Namespace) -> int:
     print(table(["quantity", "predicted", "interval"], rows))
     print("\nstep breakdown (sustained): " + ", ".join(
         f"{k[:-2]} {p['breakdown'][k] * 1e3:.2f} ms" for k in BREAKDOWN))
+    if args.timeline:
+        tl = p["timeline"]
+        rows = tl["schedule"]
+        shown = rows if len(rows) <= 12 else rows[:6] + rows[-6:]
+        print(f"\nstep timeline ({tl['messages']} messages, overlap "
+              f"{'on' if tl['overlap'] else 'off'}; group of {tl['group_size']:g}): compute "
+              f"{tl['compute_s'] * 1e3:.2f} ms, communication {tl['communication_s'] * 1e3:.2f}"
+              f" ms, exposed after backward {tl['exposed_s'] * 1e3:.2f} ms")
+        print(table(["message", "MB", "ready ms", "start ms", "end ms", "exposed ms"],
+                    [[r["message"], f"{r['bytes'] / 1e6:.3g}", f"{r['ready_s'] * 1e3:.2f}",
+                      f"{r['start_s'] * 1e3:.2f}", f"{r['end_s'] * 1e3:.2f}",
+                      f"{r['exposed_s'] * 1e3:.2f}"] for r in shown]))
+        if len(rows) > len(shown):
+            print(f"({len(rows) - len(shown)} messages in the middle not shown; --json has "
+                  "all)")
     return 0
 
 

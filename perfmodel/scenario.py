@@ -6,7 +6,9 @@ Sections and keys (units in the names; defaults in :data:`SCHEMA`):
   training rate at ``node_batch``) or ``node_profile`` (a ``perfmodel node`` results file:
   the rate-vs-batch curve), ``node_half_batch`` (rate ~ b/(b + half): how the rate falls at small
   local batch), ``link_latency_s``, ``link_bandwidth_Bps``, ``intra_latency_s``,
-  ``intra_bandwidth_Bps``, ``allreduce``, ``messages``, ``overlap``, ``reduce_bandwidth_Bps``,
+  ``intra_bandwidth_Bps``, ``allreduce``, ``messages`` (fused, per-blob, bucketed: see
+  :mod:`perfmodel.model.timeline`), ``overlap``, ``bucket_bytes`` (default DDP's 25 MiB),
+  ``reduce_bandwidth_Bps``,
   ``ps_apply_bandwidth_Bps``, ``straggler`` (none, exponential, normal, lognormal) and
   ``straggler_scale``.
 * ``[workload]``: ``net`` (hep, climate, or a common network of :mod:`kernels.zoo`: resnet50,
@@ -59,6 +61,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "link_profile": ("str", None),
         "intra_latency_s": ("num", None), "intra_bandwidth_Bps": ("num", None),
         "allreduce": ("str", "auto"), "messages": ("str", "fused"), "overlap": ("bool", False),
+        "bucket_bytes": ("num", float(25 * 2**20)),
         "reduce_bandwidth_Bps": ("num", 0.0), "ps_apply_bandwidth_Bps": ("num", 0.0),
         "straggler": ("str", "none"), "straggler_scale": ("num", 0.0),
     },
@@ -80,11 +83,11 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     },
 }
 CHOICES = {("cluster", "allreduce"): collectives.ALGORITHMS,
-           ("cluster", "messages"): ("fused", "per-blob"),
+           ("cluster", "messages"): ("fused", "per-blob", "bucketed"),
            ("cluster", "straggler"): stragglers.DISTRIBUTIONS,
            ("training", "strategy"): STRATEGIES,
            ("workload", "net"): ("hep", "climate", *ZOO_NAMES)}
-POSITIVE = {"nodes", "devices_per_node", "node_peak_flops", "node_flops", "node_batch",
+POSITIVE = {"nodes", "devices_per_node", "bucket_bytes", "node_peak_flops", "node_flops", "node_batch",
             "link_bandwidth_Bps", "intra_bandwidth_Bps", "workers", "groups",
             "batch_per_worker", "global_batch", "params", "flop_per_sample", "image_size",
             "image_width", "filters"}
@@ -340,8 +343,19 @@ def _apply_override(raw: dict, text: str) -> None:
 
 # --- from a scenario to the model's inputs ---------------------------------------------------
 
-def _layer_table(path: str, source: str = "scenario") -> tuple[float, tuple[float, ...]]:
-    """(training FLOP per sample, blob bytes) of a CSV layer table (kernels.zoo.from_table)."""
+def _spec_ready(spec) -> tuple[float, ...]:
+    """Each blob's ready fraction of the step (timeline.ready_fractions) from a zoo Spec."""
+    from .model.timeline import ready_fractions
+
+    rows = spec.rows
+    return tuple(ready_fractions([r.forward_flop for r in rows], [r.backward_flop for r in rows],
+                                 spec.blob_rows))
+
+
+def _layer_table(path: str, source: str = "scenario"
+                 ) -> tuple[float, tuple[float, ...], tuple[float, ...]]:
+    """(training FLOP per sample, blob bytes, blob ready fractions) of a CSV layer table
+    (kernels.zoo.from_table)."""
     import csv
 
     from kernels.zoo import from_table
@@ -366,18 +380,29 @@ def _layer_table(path: str, source: str = "scenario") -> tuple[float, tuple[floa
         spec = from_table(rows, name=Path(path).stem)
     except ValueError as e:
         raise UserError(f"{source}: workload.layers={path!r}: {e}") from None
-    return float(spec.ledger().train_flop), tuple(4.0 * b for b in spec.blobs)
+    return (float(spec.ledger().train_flop), tuple(4.0 * b for b in spec.blobs),
+            _spec_ready(spec))
 
 
 def workload_ledger(w: dict) -> tuple[float, np.ndarray]:
     """(FLOP per sample of a training step, parameter blob sizes in bytes)."""
     if w["layers"] is not None:
-        flop, blobs = _layer_table(w["layers"])
+        flop, blobs, _ = _layer_table(w["layers"])
         return flop, np.array(blobs)
     if w["net"] is None:
         return float(w["flop_per_sample"].nominal), np.array([4.0 * w["params"]])
-    flop, blobs, _ = _net_ledger(w["net"], w["image_size"], w["image_width"], w["filters"])
+    flop, blobs, _, _ = _net_ledger(w["net"], w["image_size"], w["image_width"], w["filters"])
     return flop, np.array(blobs)
+
+
+def workload_blob_ready(w: dict) -> np.ndarray | None:
+    """When each blob's gradient is ready, as a fraction of a step's compute (the timeline's
+    input); None for a workload given as bare params (one blob, ready at the end)."""
+    if w["layers"] is not None:
+        return np.array(_layer_table(w["layers"])[2])
+    if w["net"] is None:
+        return None
+    return np.array(_net_ledger(w["net"], w["image_size"], w["image_width"], w["filters"])[3])
 
 
 def _read_profile(field: str, path: str):
@@ -412,7 +437,8 @@ def _peak_from_profile(path: str) -> Interval:
 
 @functools.lru_cache(maxsize=16)
 def _net_ledger(net: str, image_size: int | None, image_width: int | None,
-                filters: int | None = None) -> tuple[float, tuple[float, ...], str]:
+                filters: int | None = None
+                ) -> tuple[float, tuple[float, ...], str, tuple[float, ...]]:
     import kernels
     from kernels.zoo import ZOO
 
@@ -421,7 +447,8 @@ def _net_ledger(net: str, image_size: int | None, image_width: int | None,
             spec = ZOO[net](**({} if image_size is None else {"image_size": image_size}))
         except ValueError as e:
             raise UserError(f"workload.image_size: {e}") from None
-        return (float(spec.ledger().train_flop), tuple(4.0 * b for b in spec.blobs), net)
+        return (float(spec.ledger().train_flop), tuple(4.0 * b for b in spec.blobs), net,
+                _spec_ready(spec))
     size: Any = image_size
     if image_width is not None:
         if net == "hep" and image_width != image_size:
@@ -435,9 +462,15 @@ def _net_ledger(net: str, image_size: int | None, image_width: int | None,
         model = kernels.NETS[net](**kw)
     except ValueError as e:
         raise UserError(f"workload.image_size: {e}") from None
+    from .model.timeline import ready_fractions
+
     led = model.ledger(1)
     blobs = tuple(4.0 * wt.size for _, l in model.named_layers() for _, wt, _ in l.params())
-    return float(led.train_flop), blobs, str(getattr(model, "name", net))
+    row = {r.name: i for i, r in enumerate(led.rows)}
+    owner = [row[name] for name, l in model.named_layers() for _ in l.params()]
+    ready = tuple(ready_fractions([r.forward_flop for r in led.rows],
+                                  [r.backward_flop for r in led.rows], owner))
+    return float(led.train_flop), blobs, str(getattr(model, "name", net)), ready
 
 
 def _node_rate(c: dict, flops: float, w: dict | None = None) -> NodeRate:
@@ -446,7 +479,7 @@ def _node_rate(c: dict, flops: float, w: dict | None = None) -> NodeRate:
         rows = df[(df.what == "step") & (df.metric == "flop_rate")
                   & (df.implementation == "numba")]
         if w is not None and w["net"] is not None:  # the profile of this workload's net
-            _, _, name = _net_ledger(w["net"], w["image_size"], w["image_width"],
+            _, _, name, _ = _net_ledger(w["net"], w["image_size"], w["image_width"],
                                      w["filters"])
             rows = rows[rows.subject == name]
             if w["image_size"] is not None:
@@ -506,6 +539,8 @@ def to_inputs(s: dict, values: dict[tuple[str, str], float] | None = None) -> In
         link_latency_s=get("cluster", "link_latency_s"),
         link_bandwidth_Bps=get("cluster", "link_bandwidth_Bps"),
         allreduce=c["allreduce"], messages=c["messages"], overlap=c["overlap"],
+        blob_ready=workload_blob_ready(s["workload"]),
+        bucket_bytes=float(get("cluster", "bucket_bytes")),
         reduce_bandwidth_Bps=get("cluster", "reduce_bandwidth_Bps"),
         devices_per_node=c["devices_per_node"],
         intra_latency_s=get("cluster", "intra_latency_s") or 0.0,

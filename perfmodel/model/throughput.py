@@ -10,7 +10,9 @@ asynchronously (Kurth et al. 2017). For G groups of n = W/G workers at local bat
 
   compute      t_c = b F / R(b)                 (F FLOP per sample; R the node rate at batch b)
   straggler    wait for the slowest of the n members of a group (stragglers.wait_s)
-  in-group     allreduce of the gradients (collectives), exposed part only if overlapped
+  in-group     allreduce of the gradients (collectives), message by message as the step's
+               timeline sends them (:mod:`.timeline`): fused, per blob or in buckets, each as
+               its gradients are ready when ``overlap``; the part left past backward is exposed
   servers      the group root pushes its gradient and pulls the weights (2 x (alpha + m beta)
                per message on its link); the servers hold the parameters sharded round-robin
                by blob (blob k on server k mod S) and each serves every group: the busiest
@@ -37,7 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import numpy as np
 
-from . import collectives, stragglers
+from . import collectives, stragglers, timeline
 from .convergence import Convergence, retuned_momentum
 
 STRATEGIES = ("sync", "async", "hybrid")
@@ -84,8 +86,11 @@ class Inputs:
     link_latency_s: float
     link_bandwidth_Bps: float
     allreduce: str = "auto"
-    messages: str = "fused"                 # fused: one buffer; per-blob: one message per blob
-    overlap: bool = False                   # hide the allreduce behind the backward pass
+    messages: str = "fused"                 # fused, per-blob or bucketed (timeline.MESSAGES)
+    overlap: bool = False                   # start each message as its gradients are ready
+    blob_ready: np.ndarray | None = None    # per blob: fraction of the compute after which
+                                            # its gradient is ready (None: at the end)
+    bucket_bytes: float = timeline.DDP_BUCKET_BYTES  # messages="bucketed": bucket size
     reduce_bandwidth_Bps: float = 0.0       # gamma = 1 / this (0: reductions are free)
     devices_per_node: int = 1
     intra_latency_s: float = 0.0
@@ -117,22 +122,33 @@ class Inputs:
         return out
 
 
-def _allreduce(inp: Inputs, p, nbytes_scale=1.0) -> np.ndarray:
+def _allreduce_bytes(inp: Inputs, p, nbytes: float) -> np.ndarray:
+    """One allreduce of ``nbytes`` among ``p`` workers (hierarchical with several devices a
+    node)."""
     beta = 1.0 / inp.link_bandwidth_Bps
     gamma = 1.0 / inp.reduce_bandwidth_Bps if inp.reduce_bandwidth_Bps > 0 else 0.0
-    blobs = inp.blob_bytes if inp.messages == "per-blob" else np.array([inp.param_bytes])
-    total = 0.0
-    for nb in blobs:
-        if inp.devices_per_node > 1:
-            d = inp.devices_per_node
-            nodes = np.ceil(np.asarray(p, float) / d)
-            total = total + collectives.hierarchical_allreduce_s(
-                inp.allreduce, nodes, np.minimum(p, d), nb * nbytes_scale, inp.link_latency_s,
-                beta, inp.intra_latency_s, 1.0 / inp.intra_bandwidth_Bps, gamma)
-        else:
-            total = total + collectives.allreduce_s(inp.allreduce, p, nb * nbytes_scale,
-                                                    inp.link_latency_s, beta, gamma)
-    return total
+    if inp.devices_per_node > 1:
+        d = inp.devices_per_node
+        nodes = np.ceil(np.asarray(p, float) / d)
+        return collectives.hierarchical_allreduce_s(
+            inp.allreduce, nodes, np.minimum(p, d), nbytes, inp.link_latency_s, beta,
+            inp.intra_latency_s, 1.0 / inp.intra_bandwidth_Bps, gamma)
+    return collectives.allreduce_s(inp.allreduce, p, nbytes, inp.link_latency_s, beta, gamma)
+
+
+def messages(inp: Inputs) -> tuple[np.ndarray, np.ndarray]:
+    """(bytes, ready fraction) of the step's messages in the order they are sent."""
+    return timeline.messages(inp.blob_bytes, inp.blob_ready, inp.messages, inp.bucket_bytes)
+
+
+def comm_s(inp: Inputs, p, t_compute) -> tuple[np.ndarray, np.ndarray]:
+    """(exposed, total) in-group communication per step: the timeline of the step's messages
+    against its backward pass (:mod:`.timeline`)."""
+    nb, ready = messages(inp)
+    t_c = np.asarray(t_compute, float)
+    return timeline.exposed(t_c, lambda q, x: _allreduce_bytes(inp, q, x),
+                            np.broadcast_to(np.asarray(p, float), t_c.shape), nb, ready,
+                            inp.overlap)
 
 
 def evaluate(inp: Inputs, strategy, workers, groups, servers, batch) -> dict[str, np.ndarray]:
@@ -155,12 +171,9 @@ def evaluate(inp: Inputs, strategy, workers, groups, servers, batch) -> dict[str
     t_c = b * inp.flop_per_sample / rate + inp.step_overhead_s
     wait_mean, wait_best = stragglers.wait_s(inp.straggler, n, t_c, inp.straggler_scale,
                                              inp.straggler_absolute)
-    t_ar = _allreduce(inp, n)
-    if inp.overlap:  # the backward pass is ~2/3 of a step's FLOPs; the last message can't hide
-        last = t_ar / (len(inp.blob_bytes) if inp.messages == "per-blob" else 1)
-        t_ar = np.maximum(t_ar - t_c * 2.0 / 3.0, np.minimum(last, t_ar))
+    t_ar, _ = comm_s(inp, n, t_c)
     m = inp.param_bytes
-    msgs = len(inp.blob_bytes) if inp.messages == "per-blob" else 1
+    msgs = len(messages(inp)[0])
     beta = 1.0 / inp.link_bandwidth_Bps
     has_ps = s >= 1
     round_trip = np.where(has_ps, 2 * (msgs * inp.link_latency_s + m * beta), 0.0)
