@@ -547,7 +547,8 @@ def convergence_sections(out: Path, conv_dir: Path | None) -> list[Section]:
                         for n, k, u in (("s_min", "s_min, b_noise", "updates"),
                                         ("b_noise", "s_min, b_noise", "samples"),
                                         ("gamma", "gamma, kappa", "1"),
-                                        ("kappa", "gamma, kappa", "1/update"))])
+                                        ("kappa", "gamma, kappa", "1/update"))
+                        if conv.source.get(k)])  # a parameter nothing was fitted on: no row
     write_csv(fit, out, "convergence_fit.csv", 3)
     n_async = len(conv.source.get("gamma, kappa", []))
     async_text = (f"gamma = {fmt(conv.gamma)} +- {fmt(conv.gamma_se)}, kappa = "
@@ -807,7 +808,8 @@ def summary_frame(claims: list[Claim]) -> pd.DataFrame:
 
 
 STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-         "table{border-collapse:collapse;font-size:13px;margin:0.5em 0 1em}"
+         "table{border-collapse:collapse;font-size:13px;margin:0.5em 0 1em;display:block;"
+         "overflow-x:auto;max-width:100%}"
          "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
          "img{max-width:100%}.missing{color:#a40}.caption{color:#555;font-size:14px;"
          "margin-top:0}.ok{color:#060;font-weight:bold}.fail{color:#b00;font-weight:bold}"
