@@ -24,6 +24,9 @@ class Predict:
     def setup(self):
         self.s, _ = SC.load("cori-knl-hep")
         self.inp = SC.to_inputs(self.s)
+        t, _ = SC.load("cori-knl-hep", ['workload.net="resnet50"', "workload.image_size=224",
+                                        'cluster.messages="per-blob"', "cluster.overlap=true"])
+        self.inp_timeline = SC.to_inputs(t)
         rng = np.random.default_rng(0)
         n = 1_000_000
         self.cfg = dict(strategy=rng.integers(0, 3, n), workers=rng.integers(1, 9600, n),
@@ -36,6 +39,11 @@ class Predict:
 
     def time_sweep_1e6_configurations(self):
         evaluate(self.inp, **self.cfg)
+
+    def time_sweep_1e6_resnet50_timeline(self):
+        """ResNet-50's 161 blobs, each sent as backward produces it (overlap): the timeline's
+        worst case for the sweep (goal: <= 5 s)."""
+        evaluate(self.inp_timeline, **self.cfg)
 
 
 class Accuracy:
