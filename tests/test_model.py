@@ -46,8 +46,39 @@ def test_collectives_equal_closed_forms_at_powers_of_two(k, n, a, b, g):
     }
     for alg, t in expect.items():
         assert float(C.allreduce_s(alg, p, n, a, b, g)) == pytest.approx(t, rel=1e-12)
-    auto = expect["recursive-doubling"] if n <= C.AUTO_SHORT_BYTES else expect["rabenseifner"]
+    expect["two-tree"] = 2 * k * a + 2 * n * b + n * g
+    short = n <= C.AUTO_SHORT_BYTES or n / C.ELEMENT_BYTES < p
+    auto = expect["recursive-doubling"] if short else expect["rabenseifner"]
     assert float(C.allreduce_s("auto", p, n, a, b, g)) == pytest.approx(auto, rel=1e-12)
+    nccl = min(expect["ring"], expect["two-tree"])
+    assert float(C.allreduce_s("nccl", p, n, a, b, g)) == pytest.approx(nccl, rel=1e-12)
+
+
+def test_mpich_switch_points():
+    """MPICH's allreduce: recursive doubling up to 2048 bytes or fewer elements than pof2,
+    Rabenseifner past both; a non-power-of-two rank count pays the pairing step."""
+    a, b = 1e-6, 1e-9
+    rd = lambda p, n: float(C.allreduce_s("recursive-doubling", p, n, a, b))  # noqa: E731
+    rab = lambda p, n: float(C.allreduce_s("rabenseifner", p, n, a, b))  # noqa: E731
+    auto = lambda p, n: float(C.allreduce_s("auto", p, n, a, b))  # noqa: E731
+    assert auto(64, 2048) == pytest.approx(rd(64, 2048))
+    assert auto(64, 2052) == pytest.approx(rab(64, 2052))
+    # 4096 ranks: 16 KiB is 4096 floats, not fewer than pof2: Rabenseifner; 16380 B is fewer
+    assert auto(4096, 16384) == pytest.approx(rab(4096, 16384))
+    assert auto(4096, 16380) == pytest.approx(rd(4096, 16380))
+    # 6 ranks run on 4 after pairing: 2 extra messages of the whole buffer
+    n = 1e6
+    assert auto(6, n) == pytest.approx(rab(4, n) + 2 * (a + n * b))
+    assert auto(6, n) > auto(4, n) and auto(8, n) < auto(6, n)
+
+
+def test_nccl_picks_the_tree_at_scale_and_the_ring_for_few_ranks():
+    a, b = 5e-6, 1 / 12.5e9
+    ring = lambda p, n: float(C.allreduce_s("ring", p, n, a, b))  # noqa: E731
+    nccl = lambda p, n: float(C.allreduce_s("nccl", p, n, a, b))  # noqa: E731
+    assert nccl(4, 100e6) == pytest.approx(ring(4, 100e6))
+    assert nccl(4096, 100e6) < 0.5 * ring(4096, 100e6)  # the ring's 2(p-1) latencies
+    assert nccl(4096, 100e6) == pytest.approx(float(C.allreduce_s("two-tree", 4096, 100e6, a, b)))
 
 
 def test_one_rank_communicates_nothing():

@@ -14,7 +14,25 @@ in MPICH" (IJHPCA 2005); p ranks, n bytes, lg = ceil(log2 p):
 * ``tree``:               binary tree, reduce up then broadcast down, not pipelined: each inner
                           node exchanges with two children per level, depth floor(log2 p):
                           4 d (a + n b) + 2 d n g
-* ``auto``:               MPICH's choice: recursive doubling up to 2 KiB, else Rabenseifner.
+* ``two-tree``:           two pipelined binary trees, each reducing then broadcasting half the
+                          message (Sanders, Speck & Traeff, "Two-tree algorithms for full
+                          bandwidth broadcast, reduction and scan", Parallel Computing 2009;
+                          NCCL's "double binary tree" since 2.4): 2 lg (a) + 2 n b + n g,
+                          the latency of a tree with nearly the bandwidth of a ring.
+* ``auto``:               MPICH's choice (``MPIR_Allreduce_intra`` in MPICH 3.x,
+                          src/mpi/coll/allreduce.c; Thakur et al. 2005 sec. 4.4): recursive
+                          doubling when the message is at most
+                          ``MPIR_CVAR_ALLREDUCE_SHORT_MSG_SIZE`` = 2048 bytes *or* it has
+                          fewer elements (float32) than pof2, the largest power of two <= p;
+                          else Rabenseifner. Both run on pof2 ranks: when p is not a power of
+                          two, the first 2(p - pof2) ranks pair up first (one sends its data
+                          to its neighbour, which reduces) and get the result back at the end,
+                          adding 2 (a + n b) + n g.
+* ``nccl``:               NCCL's choice between ``ring`` and ``two-tree``: whichever its
+                          cost model predicts faster (NCCL ``src/graph/tuning.cc`` picks the
+                          algorithm with the least predicted time; Jeaugey, "Massively scale
+                          your deep learning training with NCCL 2.4", NVIDIA blog 2019: trees
+                          for latency-bound sizes and large rank counts, rings otherwise).
 
 All return seconds; p = 1 costs nothing.
 """
@@ -23,8 +41,10 @@ from __future__ import annotations
 
 import numpy as np
 
-ALGORITHMS = ("ring", "recursive-doubling", "rabenseifner", "reduce-bcast", "tree", "auto")
-AUTO_SHORT_BYTES = 2048
+ALGORITHMS = ("ring", "recursive-doubling", "rabenseifner", "reduce-bcast", "tree", "two-tree",
+              "auto", "nccl")
+AUTO_SHORT_BYTES = 2048  # MPIR_CVAR_ALLREDUCE_SHORT_MSG_SIZE
+ELEMENT_BYTES = 4       # float32 gradients: MPICH compares the element count with pof2
 
 
 def _lg(p: np.ndarray) -> np.ndarray:
@@ -50,10 +70,16 @@ def allreduce_s(algorithm: str, p, nbytes, alpha_s, beta_s_per_B, gamma_s_per_B=
     elif algorithm == "tree":
         d = np.floor(np.log2(np.maximum(p, 1)))
         t = 4 * d * (a + n * b) + 2 * d * n * g
+    elif algorithm == "two-tree":
+        t = 2 * lg * a + 2 * n * b + n * g
     elif algorithm == "auto":
-        short = allreduce_s("recursive-doubling", p, n, a, b, g)
-        long = allreduce_s("rabenseifner", p, n, a, b, g)
-        t = np.where(n <= AUTO_SHORT_BYTES, short, long)
+        pof2 = 2.0 ** np.floor(np.log2(np.maximum(p, 1)))
+        short = allreduce_s("recursive-doubling", pof2, n, a, b, g)
+        long = allreduce_s("rabenseifner", pof2, n, a, b, g)
+        base = np.where((n <= AUTO_SHORT_BYTES) | (n / ELEMENT_BYTES < pof2), short, long)
+        t = base + np.where(p > pof2, 2 * (a + n * b) + n * g, 0.0)
+    elif algorithm == "nccl":
+        t = np.minimum(allreduce_s("ring", p, n, a, b, g), allreduce_s("two-tree", p, n, a, b, g))
     else:
         raise ValueError(f"allreduce={algorithm!r} is not known (allowed: "
                          f"{', '.join(ALGORITHMS)})")
