@@ -112,33 +112,48 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
-    from .reproduce import passed, reproduce
+    from .reproduce import WIDTH, passed, reproduce, scored
 
     figs, extra = reproduce()
+    fin = lambda x: x if x == x else None  # noqa: E731  (NaN -> null in JSON)
     if args.json:
-        print(json.dumps({"figures": [dict(key=f.key, what=f.what, published=f.published,
-                                           unit=f.unit, predicted=f.predicted,
-                                           error=f.error, status=f.status,
-                                           tolerance=f.tolerance, passed=passed(f),
-                                           note=f.note) for f in figs], **extra},
-                         indent=2, default=float))
+        print(json.dumps({"figures": [dict(
+            key=f.key, what=f.what, published=f.published, unit=f.unit,
+            predicted=fin(f.predicted), low=fin(f.low), high=fin(f.high), error=fin(f.error),
+            half_width=fin(f.half_width), inside=f.inside, status=f.status,
+            tolerance=f.tolerance, reproduced=passed(f), note=f.note) for f in figs],
+            "reproduced": sum(bool(passed(f)) for f in scored(figs)),
+            "scored": len(scored(figs)), **extra}, indent=2, default=float))
         return 0
+    num = lambda x, u="": "-" if x != x else f"{x:.4g}{u}"  # noqa: E731
     rows = []
     for f in figs:
         ok = passed(f)
-        rows.append([f.what, f"{f.published:g} {f.unit}".strip(),
-                     "-" if math.isnan(f.predicted) else f"{f.predicted:.4g} {f.unit}".strip(),
-                     "-" if math.isnan(f.error) else f"{100 * f.error:+.1f}%",
+        rows.append([f.what, f"{f.published:g} {f.unit}".strip(), num(f.predicted),
+                     f"[{num(f.low)}, {num(f.high)}]" if f.low == f.low else "-",
+                     "-" if f.error != f.error else f"{100 * f.error:+.1f}%",
+                     {True: "yes", False: "no", None: "-"}[f.inside],
+                     "-" if f.half_width != f.half_width else f"+-{100 * f.half_width:.0f}%",
                      f.status, {True: "yes", False: "NO", None: "-"}[ok]])
-    print(table(["figure", "published", "model", "error", "used as", "within tol."], rows))
+    print(table(["figure", "published", "model", "interval", "error", "inside", "width",
+                 "used as", "reproduced"], rows))
+    print(f"\nreproduced = the published value inside the interval, the interval within "
+          f"+-{100 * WIDTH['throughput']:.0f}% (throughputs) or +-{100 * WIDTH['ratio']:.0f}% "
+          "(speedups, ratios, knees), and the nominal within the tolerance (5% throughputs, "
+          "10% ratios, knees exact)")
+    print("intervals: every corner of " + ", ".join(extra["uncertain_inputs"])
+          + " (the presets give each its source)")
     print("\nfitted parameters (at most three; each figure it was fitted on is not counted):")
     for name, (v, unit, on) in extra["fitted"].items():
         print(f"  {name} = {v:.4g} {unit}   fitted on: {on}")
-    notes = [f for f in figs if f.note]
-    for f in notes:
-        print(f"  note ({f.key}): {f.note}")
-    held = [passed(f) for f in figs if f.status == "held out"]
-    print(f"\nheld-out figures within tolerance: {sum(bool(h) for h in held)} of {len(held)}")
+    for f in figs:
+        if f.note:
+            print(f"  note ({f.key}): {f.note}")
+    sc = scored(figs)
+    print(f"\nreproduced: {sum(bool(passed(f)) for f in sc)} of {len(sc)} scored held-out "
+          "figures; not scored: "
+          + "; ".join(f"{f.key} ({f.status})" for f in figs
+                      if f.status != "held out" and f.status != "fitted"))
     return 0
 
 

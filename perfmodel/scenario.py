@@ -10,7 +10,16 @@ Sections and keys (units in the names; defaults in :data:`SCHEMA`):
   :mod:`perfmodel.model.timeline`), ``overlap``, ``bucket_bytes`` (default DDP's 25 MiB),
   ``reduce_bandwidth_Bps``,
   ``ps_apply_bandwidth_Bps``, ``straggler`` (none, exponential, normal, lognormal) and
-  ``straggler_scale``.
+  ``straggler_scale``; ``node_rate_shape``, a list of ``[batch, rate relative to the rate at
+  node_batch]`` pairs (a measured rate-vs-batch shape, interpolated in log2 batch; it
+  replaces ``node_half_batch``); ``compute_fraction`` (the share of a node's compute left to
+  training when several workers run: cores given to communication progress);
+  ``bisection_Bps`` (the machine's global bisection bandwidth) and ``group_nodes`` (nodes
+  with full bandwidth among them: a dragonfly group, a fat-tree pod) for the network's taper.
+* ``[io]``: ``bytes_per_sample``, ``fs_bandwidth_Bps`` (the shared file system's aggregate
+  read bandwidth), ``node_read_Bps`` (one node's, 0: no limit), ``staging`` (none: read from
+  the file system every step; node-local: staged once, then read at ``local_read_Bps``),
+  ``prefetch`` (default true: the next batch is read during the step).
 * ``[workload]``: ``net`` (hep, climate, or a common network of :mod:`kernels.zoo`: resnet50,
   resnet101, vgg16, inception_v3) with ``image_size`` / ``image_width``; or ``layers``, a CSV
   layer table (``layer``, ``params``, ``forward_flop`` per sample, forward order); or
@@ -64,6 +73,13 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "bucket_bytes": ("num", float(25 * 2**20)),
         "reduce_bandwidth_Bps": ("num", 0.0), "ps_apply_bandwidth_Bps": ("num", 0.0),
         "straggler": ("str", "none"), "straggler_scale": ("num", 0.0),
+        "node_rate_shape": ("pairs", None), "compute_fraction": ("num", 1.0),
+        "bisection_Bps": ("num", 0.0), "group_nodes": ("int", 0),
+    },
+    "io": {
+        "bytes_per_sample": ("num", 0.0), "fs_bandwidth_Bps": ("num", 0.0),
+        "node_read_Bps": ("num", 0.0), "staging": ("str", "none"),
+        "local_read_Bps": ("num", 0.0), "prefetch": ("bool", True),
     },
     "workload": {
         "net": ("str", None), "image_size": ("int", None), "image_width": ("int", None),
@@ -86,6 +102,7 @@ CHOICES = {("cluster", "allreduce"): collectives.ALGORITHMS,
            ("cluster", "messages"): ("fused", "per-blob", "bucketed"),
            ("cluster", "straggler"): stragglers.DISTRIBUTIONS,
            ("training", "strategy"): STRATEGIES,
+           ("io", "staging"): ("none", "node-local"),
            ("workload", "net"): ("hep", "climate", *ZOO_NAMES)}
 POSITIVE = {"nodes", "devices_per_node", "bucket_bytes", "node_peak_flops", "node_flops", "node_batch",
             "link_bandwidth_Bps", "intra_bandwidth_Bps", "workers", "groups",
@@ -122,6 +139,20 @@ def _num(where: str, v: Any) -> Interval:
         return iv
     raise UserError(f"{where}: expected a number, [low, high] or {{nominal, low, high}}, "
                     f"got {v!r}")
+
+
+def _pairs(where: str, v: Any) -> tuple[tuple[float, float], ...]:
+    ok = isinstance(v, list) and len(v) >= 2 and all(
+        isinstance(r, list) and len(r) == 2 and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in r)
+        for r in v)
+    if not ok:
+        raise UserError(f"{where}: expected at least two [batch, relative rate] pairs of "
+                        f"positive numbers, got {v!r}")
+    rows = sorted((float(a), float(b)) for a, b in v)
+    if len({a for a, _ in rows}) != len(rows):
+        raise UserError(f"{where}: a batch appears twice in {v!r}")
+    return tuple(rows)
 
 
 def validate(raw: dict, source: str = "scenario") -> dict[str, dict[str, Any]]:
@@ -164,6 +195,8 @@ def validate(raw: dict, source: str = "scenario") -> dict[str, dict[str, Any]]:
             elif typ == "bool":
                 if not isinstance(v, bool):
                     raise UserError(f"{where}: expected true or false, got {v!r}")
+            elif typ == "pairs":
+                v = _pairs(where, v)
             elif typ == "num":
                 v = _num(where, v)
             if k in POSITIVE:
@@ -198,6 +231,20 @@ def _check_consistency(s: dict, source: str) -> None:
             raise UserError(f"{source}: cluster.node_peak_flops is required (or a "
                             "node_profile that measured it)")
         c["node_peak_flops"] = _peak_from_profile(c["node_profile"])
+    if not 0 < c["compute_fraction"].low <= c["compute_fraction"].high <= 1:
+        raise UserError(f"{source}: cluster.compute_fraction={c['compute_fraction'].high:g} "
+                        "is out of range (allowed 0 < f <= 1)")
+    if c["node_rate_shape"] is not None and c["node_profile"] is not None:
+        raise UserError(f"{source}: cluster takes node_rate_shape with node_flops, not with "
+                        "node_profile (the profile is a measured curve already)")
+    io = s["io"]
+    if io["bytes_per_sample"].high > 0:
+        need = ["fs_bandwidth_Bps"] + (["local_read_Bps"] if io["staging"] == "node-local"
+                                       else [])
+        for k in need:
+            if not io[k].low > 0:
+                raise UserError(f"{source}: io.bytes_per_sample > 0 with staging="
+                                f"{io['staging']!r} needs io.{k} > 0")
     if s["convergence"]["profile"] is not None:
         _convergence_from_profile(s["convergence"], source)
     for k in ("ref_momentum", "momentum"):
@@ -492,6 +539,11 @@ def _node_rate(c: dict, flops: float, w: dict | None = None) -> NodeRate:
         ref = c["node_batch"] if c["node_batch"] in steps.index else b[-1]
         return NodeRate(ref_flops=float(steps.loc[ref]), ref_batch=float(ref), batches=b,
                         flops=steps.to_numpy(float))
+    if c["node_rate_shape"] is not None:  # a measured shape around the stated rate
+        b, r = (np.array(x, float) for x in zip(*c["node_rate_shape"]))
+        at_ref = np.interp(np.log2(c["node_batch"]), np.log2(b), r)
+        return NodeRate(ref_flops=flops, ref_batch=float(c["node_batch"]), batches=b,
+                        flops=flops * r / at_ref)
     return NodeRate(ref_flops=flops, ref_batch=float(c["node_batch"]),
                     half_batch=c["node_half_batch"].nominal if isinstance(
                         c["node_half_batch"], Interval) else 0.0)
@@ -499,7 +551,9 @@ def _node_rate(c: dict, flops: float, w: dict | None = None) -> NodeRate:
 
 UNCERTAIN = [("cluster", "node_flops"), ("cluster", "link_latency_s"),
              ("cluster", "link_bandwidth_Bps"), ("cluster", "straggler_scale"),
-             ("cluster", "node_half_batch"), ("convergence", "b_noise"),
+             ("cluster", "node_half_batch"), ("cluster", "compute_fraction"),
+             ("cluster", "bisection_Bps"), ("io", "bytes_per_sample"),
+             ("io", "fs_bandwidth_Bps"), ("io", "local_read_Bps"), ("convergence", "b_noise"),
              ("convergence", "s_min"), ("convergence", "gamma"), ("convergence", "kappa")]
 
 
@@ -532,8 +586,9 @@ def to_inputs(s: dict, values: dict[tuple[str, str], float] | None = None) -> In
         return x.nominal if isinstance(x, Interval) else x
 
     rate = _node_rate(c, get("cluster", "node_flops") or 0.0, s["workload"])
-    if c["node_profile"] is None:
+    if c["node_profile"] is None and c["node_rate_shape"] is None:
         rate.half_batch = get("cluster", "node_half_batch")
+    io = s["io"]
     return Inputs(
         rate=rate, flop_per_sample=flop_per_sample, blob_bytes=blobs,
         link_latency_s=get("cluster", "link_latency_s"),
@@ -547,6 +602,13 @@ def to_inputs(s: dict, values: dict[tuple[str, str], float] | None = None) -> In
         intra_bandwidth_Bps=get("cluster", "intra_bandwidth_Bps") or 1.0,
         straggler=c["straggler"], straggler_scale=get("cluster", "straggler_scale"),
         ps_apply_bandwidth_Bps=get("cluster", "ps_apply_bandwidth_Bps"),
+        compute_fraction=get("cluster", "compute_fraction"), nodes=c["nodes"],
+        bisection_Bps=get("cluster", "bisection_Bps"), group_nodes=c["group_nodes"],
+        io_bytes_per_sample=get("io", "bytes_per_sample"),
+        io_fs_Bps=get("io", "fs_bandwidth_Bps"), io_node_Bps=get("io", "node_read_Bps"),
+        io_staging=io["staging"], io_local_Bps=get("io", "local_read_Bps"),
+        io_prefetch=io["prefetch"],
+        dataset_bytes=s["workload"]["dataset_samples"] * get("io", "bytes_per_sample"),
         convergence=convergence_model(s, get))
 
 

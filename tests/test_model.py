@@ -205,7 +205,7 @@ def test_presets_load_and_predict():
                     "efficiency", "speedup", "step_time_s"):
             lo, hi = p["interval"][key]
             assert lo <= p[key] <= hi
-        assert set(p["breakdown"]) == {"compute_s", "comm_s", "ps_s", "straggler_s"}
+        assert set(p["breakdown"]) == {"compute_s", "comm_s", "ps_s", "straggler_s", "io_s"}
 
 
 def test_predict_json_cli(capsys):
@@ -222,7 +222,8 @@ def test_convergence_and_time_to_target():
     p = predict(s)
     updates = 1000 * (1 + 8528 / 8528) * (1 + 0.1 * 8)
     assert p["steps_to_target"] == pytest.approx(updates)
-    assert p["time_to_target_s"] == pytest.approx(updates * p["step_time_s"] / 9)
+    staging_s = 10_000_000 * 740e3 / 700e9  # the preset stages the data set once from scratch
+    assert p["time_to_target_s"] == pytest.approx(updates * p["step_time_s"] / 9 + staging_s)
 
 
 def test_sweep_is_vectorized_and_drops_invalid(tmp_path):
@@ -356,6 +357,7 @@ def test_paper_time_to_target_interval_and_mechanisms():
     from perfmodel.reproduce import _with, time_to_target
 
     hep, _ = SC.load("cori-knl-hep")
+    hep = _with(hep, io__bytes_per_sample=0.0)  # no staging time: S_min alone sets the scale
     fixed = lambda **kv: _with(hep, convergence__b_noise=1e4, convergence__gamma=0.0,  # noqa
                                **kv)
     r = time_to_target(hep)
@@ -367,3 +369,79 @@ def test_paper_time_to_target_interval_and_mechanisms():
     b = time_to_target(fixed(convergence__kappa=0.1, convergence__s_min=1e4))
     assert a["ratio"] == pytest.approx(b["ratio"]) and b["best_sync_s"] == pytest.approx(
         10 * a["best_sync_s"])
+
+
+# --- effects at scale: taper, I/O, the node's rate -------------------------------------------
+
+def test_taper_slows_collectives_past_a_group_only():
+    from perfmodel.model.throughput import link_bandwidth_Bps
+
+    inp = inputs(nodes=1000, bisection_Bps=2e12, group_nodes=100)  # share 2*2e12/1000 = 4 GB/s
+    bw = link_bandwidth_Bps(inp, np.array([2, 100, 101, 1000]))
+    assert bw.tolist() == [8e9, 8e9, 4e9, 4e9]
+    fast = evaluate(inputs(), "sync", 500, 1, 0, 8)
+    tapered = evaluate(inp, "sync", 500, 1, 0, 8)
+    assert tapered["comm_s"] > fast["comm_s"]
+    assert float(tapered["efficiency"]) < float(fast["efficiency"])
+    # a bisection wider than the injection cannot speed anything up
+    wide = evaluate(inputs(nodes=1000, bisection_Bps=1e15, group_nodes=100), "sync", 500, 1, 0, 8)
+    assert float(wide["step_time_s"]) == pytest.approx(float(fast["step_time_s"]))
+
+
+def test_io_prefetch_hides_reads_up_to_the_step():
+    base = evaluate(inputs(), "sync", 64, 1, 0, 8)
+    t = float(base["step_time_s"])
+    # 64 workers x 8 samples x 1 MB over 10 GB/s: 51 ms, less than the step: hidden
+    small = dict(io_bytes_per_sample=1e6, io_fs_Bps=10e9)
+    hid = evaluate(inputs(**small), "sync", 64, 1, 0, 8)
+    assert float(hid["step_time_s"]) == pytest.approx(max(t, 64 * 8 * 1e6 / 10e9))
+    blocking = evaluate(inputs(io_prefetch=False, **small), "sync", 64, 1, 0, 8)
+    assert float(blocking["step_time_s"]) == pytest.approx(t + 64 * 8 * 1e6 / 10e9)
+    assert float(blocking["io_s"]) == pytest.approx(64 * 8 * 1e6 / 10e9)
+    # the shared bandwidth is shared: 8x the workers read 8x the bytes in the same time
+    big = evaluate(inputs(**small), "sync", 512, 1, 0, 8)
+    assert float(big["io_s"]) > 0 and float(big["step_time_s"]) == pytest.approx(
+        512 * 8 * 1e6 / 10e9)
+
+
+def test_node_local_staging_is_paid_once():
+    from perfmodel.model.convergence import Convergence
+
+    conv = Convergence(s_min=1000, b_noise=100, ref_momentum=0.9, gamma=0, kappa=0,
+                       source={"retune": True})
+    kw = dict(io_bytes_per_sample=1e6, io_fs_Bps=10e9, convergence=conv)
+    shared = evaluate(inputs(**kw), "sync", 512, 1, 0, 8)
+    staged = evaluate(inputs(io_staging="node-local", io_local_Bps=2e9,
+                             dataset_bytes=1e6 * 1e6, **kw), "sync", 512, 1, 0, 8)
+    assert float(staged["step_time_s"]) < float(shared["step_time_s"])
+    ttt = float(staged["steps_to_target"] * staged["step_time_s"])
+    assert float(staged["time_to_target_s"]) == pytest.approx(ttt + 1e12 / 10e9)
+
+
+def test_compute_fraction_slows_multi_worker_runs_only():
+    one = evaluate(inputs(compute_fraction=0.9), "sync", 1, 1, 0, 8)
+    assert float(one["compute_s"]) == pytest.approx(8 * 15e9 / 2e12)
+    many = evaluate(inputs(compute_fraction=0.9), "sync", 64, 1, 0, 8)
+    assert float(many["compute_s"]) == pytest.approx(8 * 15e9 / 2e12 / 0.9)
+    assert 0 < float(many["efficiency"]) < float(evaluate(inputs(), "sync", 64, 1, 0, 8)[
+        "efficiency"]) <= 1
+
+
+def test_node_rate_shape_scales_the_stated_rate():
+    s, _ = SC.load("cori-knl-hep", ["cluster.node_rate_shape=[[1, 0.29], [8, 1.0], [128, 1.41]]"])
+    inp = SC.to_inputs(s)
+    assert float(inp.rate(np.array([8]))[0]) == pytest.approx(1.90e12)
+    assert float(inp.rate(np.array([1]))[0]) == pytest.approx(0.29 * 1.90e12)
+    assert float(inp.rate(np.array([2048]))[0]) == pytest.approx(1.41 * 1.90e12)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("cluster.node_rate_shape=[[1, 0.3]]", "at least two"),
+    ("cluster.node_rate_shape=[[1, 0.3], [1, 0.5]]", "appears twice"),
+    ("cluster.compute_fraction=1.5", "compute_fraction=1.5 is out of range"),
+    ("io.bytes_per_sample=1e6", "needs io.fs_bandwidth_Bps > 0"),
+    ("io.staging='tape'", "io.staging='tape' is not allowed"),
+])
+def test_scale_effects_bad_input(override, message):
+    with pytest.raises(UserError, match=message):
+        SC.load("cpu-epyc-hdr-hep", [override])

@@ -20,7 +20,22 @@ asynchronously (Kurth et al. 2017). For G groups of n = W/G workers at local bat
                cycle no faster than G u: T = max(T_alone, G u), the asymptotic bound of a
                closed queueing system (a queueing correction near saturation, M/D/1 in one
                pass, broke monotonicity: faster links could predict slower steps).
-  step         T = t_c + wait + exposed comm + servers;  throughput = W b / T samples/s.
+  network      links inject at B_link; past ``group_nodes`` (a dragonfly group, a fat-tree
+               pod) traffic also crosses the global bisection. A job spread over the machine
+               whose nodes all send across it at once gets 2 bisection / N per node (half the
+               N nodes on either side share the bisection), so the collectives run at
+               min(B_link, 2 bisection / N): the taper of a fat-tree or a dragonfly's global
+               links (``bisection_Bps`` = 0: no taper).
+  I/O          each worker reads b x bytes_per_sample per step: from the shared file system
+               (all W at once share its aggregate bandwidth: W b s / B_fs, and no node reads
+               faster than its own ``io_node_Bps``) or, staged to node-local storage or
+               memory, at ``io_local_Bps`` (the staging, dataset bytes / B_fs, is paid once
+               and added to the time to target). With ``io_prefetch`` a reader thread loads
+               the next batch during the step: only what exceeds the rest of the step shows.
+  step         T = t_c + wait + exposed comm + servers (+ exposed I/O);  throughput = W b / T.
+  compute at   ``compute_fraction``: the share of a node's compute left to training in a run
+  scale        of several workers (Intel MLSL gives 4 of a KNL's 68 cores to communication
+               progress by default; the one-node rate had them all).
 
 "Sustained" uses the mean straggler wait (the mean over a run); "peak" uses the best
 iterations' wait (stragglers.PEAK_QUANTILE), as the paper reports peak and sustained rates.
@@ -103,6 +118,19 @@ class Inputs:
                                             # its source holds 'momentum' and 'retune'
     step_overhead_s: float = 0.0            # fixed extra time per worker step (e.g. an
                                             # injected delay's mean), added to compute
+    compute_fraction: float = 1.0           # share of the node's compute training keeps when
+                                            # there are several workers (communication cores)
+    nodes: int = 0                          # the machine's nodes (for the bisection share)
+    bisection_Bps: float = 0.0              # global bisection bandwidth (0: no taper)
+    group_nodes: int = 0                    # nodes with full bandwidth among them (0: none)
+    io_bytes_per_sample: float = 0.0        # bytes a sample reads (0: I/O not modelled)
+    io_fs_Bps: float = 0.0                  # shared file system's aggregate read bandwidth
+    io_node_Bps: float = 0.0                # one node's read bandwidth from it (0: no limit)
+    io_staging: str = "none"                # none (read from the file system every step) or
+                                            # node-local (staged once, read locally)
+    io_local_Bps: float = 0.0               # node-local read bandwidth (staging=node-local)
+    io_prefetch: bool = True                # the next batch is read during the step
+    dataset_bytes: float = 0.0              # what staging copies once
     extra: dict = field(default_factory=dict)
 
     @property
@@ -122,10 +150,23 @@ class Inputs:
         return out
 
 
+def link_bandwidth_Bps(inp: Inputs, nodes) -> np.ndarray:
+    """Per-node bandwidth of a collective among ``nodes`` nodes: the link's, or the node's
+    share of the global bisection, 2 bisection / N, once the nodes span more than one
+    full-bandwidth group (the taper)."""
+    nodes = np.asarray(nodes, float)
+    bw = np.full(nodes.shape, float(inp.link_bandwidth_Bps))
+    if inp.bisection_Bps > 0 and inp.nodes > 0:
+        share = 2.0 * inp.bisection_Bps / inp.nodes
+        bw = np.where(nodes > max(inp.group_nodes, 1), np.minimum(bw, share), bw)
+    return bw
+
+
 def _allreduce_bytes(inp: Inputs, p, nbytes: float) -> np.ndarray:
     """One allreduce of ``nbytes`` among ``p`` workers (hierarchical with several devices a
     node)."""
-    beta = 1.0 / inp.link_bandwidth_Bps
+    d = max(inp.devices_per_node, 1)
+    beta = 1.0 / link_bandwidth_Bps(inp, np.ceil(np.asarray(p, float) / d))
     gamma = 1.0 / inp.reduce_bandwidth_Bps if inp.reduce_bandwidth_Bps > 0 else 0.0
     if inp.devices_per_node > 1:
         d = inp.devices_per_node
@@ -151,6 +192,21 @@ def comm_s(inp: Inputs, p, t_compute) -> tuple[np.ndarray, np.ndarray]:
                             inp.overlap)
 
 
+def io_s(inp: Inputs, workers, batch) -> tuple[np.ndarray, float]:
+    """(read time of one step's batches in s, one-off staging time in s) for W workers at
+    local batch b."""
+    w, b = np.broadcast_arrays(np.asarray(workers, float), np.asarray(batch, float))
+    nbytes = b * inp.io_bytes_per_sample
+    if inp.io_bytes_per_sample <= 0:
+        return np.zeros(w.shape), 0.0
+    if inp.io_staging == "node-local":
+        return nbytes / inp.io_local_Bps, inp.dataset_bytes / inp.io_fs_Bps
+    t = w * nbytes / inp.io_fs_Bps
+    if inp.io_node_Bps > 0:
+        t = np.maximum(t, nbytes / inp.io_node_Bps)
+    return t, 0.0
+
+
 def evaluate(inp: Inputs, strategy, workers, groups, servers, batch) -> dict[str, np.ndarray]:
     """Predictions for configurations given as broadcastable arrays.
 
@@ -168,7 +224,9 @@ def evaluate(inp: Inputs, strategy, workers, groups, servers, batch) -> dict[str
     s = np.where(code == 0, 0.0, s)
     n = w / g
     rate = inp.rate(b)
-    t_c = b * inp.flop_per_sample / rate + inp.step_overhead_s
+    t_full = b * inp.flop_per_sample / rate + inp.step_overhead_s
+    t_c = np.where(w > 1, b * inp.flop_per_sample / (rate * inp.compute_fraction)
+                   + inp.step_overhead_s, t_full)
     wait_mean, wait_best = stragglers.wait_s(inp.straggler, n, t_c, inp.straggler_scale,
                                              inp.straggler_absolute)
     t_ar, _ = comm_s(inp, n, t_c)
@@ -180,21 +238,24 @@ def evaluate(inp: Inputs, strategy, workers, groups, servers, batch) -> dict[str
     shard = inp.busiest_shard_bytes(np.where(has_ps, s, 0))
     apply_s = shard * 3 / inp.ps_apply_bandwidth_Bps if inp.ps_apply_bandwidth_Bps > 0 else 0.0
     busy = np.where(has_ps, 2 * shard * beta + apply_s, 0.0)
+    t_io, staging_s = io_s(inp, w, b)
     out = {}
     for tag, wait in (("", wait_mean), ("peak_", wait_best)):
         alone = t_c + wait + t_ar + round_trip + np.where(has_ps, apply_s, 0.0)
         # closed system of G groups sharing the busiest server: asymptotic bound
         t = np.maximum(alone, np.where(has_ps, g * busy, 0.0))
+        t = np.maximum(t, t_io) if inp.io_prefetch else t + t_io
         out[tag + "step_time_s"] = t
         if not tag:
-            out["ps_s"] = t - (t_c + wait + t_ar)
+            out["io_s"] = t - np.maximum(alone, np.where(has_ps, g * busy, 0.0))
+            out["ps_s"] = t - out["io_s"] - (t_c + wait + t_ar)
     t = out["step_time_s"]
     samples = w * b / t
     out.update(compute_s=t_c, comm_s=t_ar, straggler_s=wait_mean,
                throughput_samples_per_s=samples,
                throughput_flops=samples * inp.flop_per_sample,
                peak_throughput_flops=w * b * inp.flop_per_sample / out["peak_step_time_s"],
-               efficiency=samples * t_c / (w * b))  # over W workers that never wait
+               efficiency=samples * t_full / (w * b))  # over W whole nodes that never wait
     out["speedup"] = out["peak_throughput_flops"] / inp.rate.reference_flops
     conv = inp.convergence
     if conv is not None:
@@ -204,7 +265,7 @@ def evaluate(inp: Inputs, strategy, workers, groups, servers, batch) -> dict[str
               else (conv.ref_momentum if mom is None else mom))
         updates = conv.updates(n * b, tau, mu)
         out["steps_to_target"] = updates
-        out["time_to_target_s"] = updates * t / g
+        out["time_to_target_s"] = updates * t / g + staging_s
     else:
         out["steps_to_target"] = np.full(t.shape, np.nan)
         out["time_to_target_s"] = np.full(t.shape, np.nan)
