@@ -37,12 +37,20 @@ def step_timeline(s: dict) -> dict:
                    cfg["batch"])
     t_c = float(res["compute_s"])
     n = cfg["workers"] / (cfg["workers"] if cfg["strategy"] == "async" else cfg["groups"])
-    nb, ready = messages(inp)
-    costs = [float(_allreduce_bytes(inp, np.array([n]), float(b))[0]) for b in nb]
-    rows = TL.schedule(t_c, costs, nb, ready, inp.overlap)
+    if inp.messages == "horovod":  # its buffers follow the cycles: the recurrence records them
+        rows: list = []
+        _, total = TL.horovod(np.array([t_c]), lambda q, x: _allreduce_bytes(inp, q, x),
+                              np.array([n]), inp.blob_bytes, inp.blob_ready, inp.overlap,
+                              inp.cycle_s, inp.fusion_bytes, rows=rows)
+        comm = float(total[0])
+    else:
+        nb, ready = messages(inp)
+        costs = [float(_allreduce_bytes(inp, np.array([n]), float(b))[0]) for b in nb]
+        rows = TL.schedule(t_c, costs, nb, ready, inp.overlap)
+        comm = float(sum(costs))
     return dict(compute_s=t_c, group_size=n, messages=inp.messages, overlap=inp.overlap,
                 exposed_s=max(0.0, (rows[-1]["end_s"] if rows else t_c) - t_c),
-                communication_s=float(sum(costs)), schedule=rows)
+                communication_s=comm, schedule=rows)
 
 
 def run_predict(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from .ui import UserError
 
 KEYS = ("throughput_samples_per_s", "throughput_flops", "peak_throughput_flops", "efficiency",
         "speedup", "step_time_s", "steps_to_target", "time_to_target_s")
-BREAKDOWN = ("compute_s", "comm_s", "ps_s", "straggler_s", "io_s")
+BREAKDOWN = ("compute_s", "comm_s", "update_s", "ps_s", "straggler_s", "io_s")
 
 
 def predict(s: dict) -> dict[str, Any]:

@@ -7,7 +7,9 @@ Sections and keys (units in the names; defaults in :data:`SCHEMA`):
   the rate-vs-batch curve), ``node_half_batch`` (rate ~ b/(b + half): how the rate falls at small
   local batch), ``link_latency_s``, ``link_bandwidth_Bps``, ``intra_latency_s``,
   ``intra_bandwidth_Bps``, ``allreduce``, ``messages`` (fused, per-blob, bucketed: see
-  :mod:`perfmodel.model.timeline`), ``overlap``, ``bucket_bytes`` (default DDP's 25 MiB),
+  horovod: see :mod:`perfmodel.model.timeline`), ``overlap``, ``bucket_bytes`` (default
+  DDP's 25 MiB), ``cycle_s`` and ``fusion_bytes`` (Horovod's cycle, 1 ms, and fusion buffer,
+  128 MiB), ``update_bandwidth_Bps`` (the optimizer step's memory rate; 0: free),
   ``reduce_bandwidth_Bps``,
   ``ps_apply_bandwidth_Bps``, ``straggler`` (none, exponential, normal, lognormal) and
   ``straggler_scale``; ``node_rate_shape``, a list of ``[batch, rate relative to the rate at
@@ -70,7 +72,8 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "link_profile": ("str", None),
         "intra_latency_s": ("num", None), "intra_bandwidth_Bps": ("num", None),
         "allreduce": ("str", "auto"), "messages": ("str", "fused"), "overlap": ("bool", False),
-        "bucket_bytes": ("num", float(25 * 2**20)),
+        "bucket_bytes": ("num", float(25 * 2**20)), "cycle_s": ("num", 1e-3),
+        "fusion_bytes": ("num", float(128 * 2**20)), "update_bandwidth_Bps": ("num", 0.0),
         "reduce_bandwidth_Bps": ("num", 0.0), "ps_apply_bandwidth_Bps": ("num", 0.0),
         "straggler": ("str", "none"), "straggler_scale": ("num", 0.0),
         "node_rate_shape": ("pairs", None), "compute_fraction": ("num", 1.0),
@@ -99,12 +102,12 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     },
 }
 CHOICES = {("cluster", "allreduce"): collectives.ALGORITHMS,
-           ("cluster", "messages"): ("fused", "per-blob", "bucketed"),
+           ("cluster", "messages"): ("fused", "per-blob", "bucketed", "horovod"),
            ("cluster", "straggler"): stragglers.DISTRIBUTIONS,
            ("training", "strategy"): STRATEGIES,
            ("io", "staging"): ("none", "node-local"),
            ("workload", "net"): ("hep", "climate", *ZOO_NAMES)}
-POSITIVE = {"nodes", "devices_per_node", "bucket_bytes", "node_peak_flops", "node_flops", "node_batch",
+POSITIVE = {"nodes", "devices_per_node", "bucket_bytes", "cycle_s", "fusion_bytes", "node_peak_flops", "node_flops", "node_batch",
             "link_bandwidth_Bps", "intra_bandwidth_Bps", "workers", "groups",
             "batch_per_worker", "global_batch", "params", "flop_per_sample", "image_size",
             "image_width", "filters"}
@@ -596,6 +599,8 @@ def to_inputs(s: dict, values: dict[tuple[str, str], float] | None = None) -> In
         allreduce=c["allreduce"], messages=c["messages"], overlap=c["overlap"],
         blob_ready=workload_blob_ready(s["workload"]),
         bucket_bytes=float(get("cluster", "bucket_bytes")),
+        cycle_s=float(get("cluster", "cycle_s")), fusion_bytes=float(get("cluster", "fusion_bytes")),
+        update_bandwidth_Bps=get("cluster", "update_bandwidth_Bps"),
         reduce_bandwidth_Bps=get("cluster", "reduce_bandwidth_Bps"),
         devices_per_node=c["devices_per_node"],
         intra_latency_s=get("cluster", "intra_latency_s") or 0.0,

@@ -23,7 +23,8 @@ blobs = st.lists(st.floats(1e3, 5e7), min_size=1, max_size=40)
 
 
 @settings(max_examples=60, deadline=None)
-@given(blobs, st.floats(1e-4, 1.0), st.sampled_from(TL.MESSAGES), st.integers(2, 4096),
+@given(blobs, st.floats(1e-4, 1.0), st.sampled_from([m for m in TL.MESSAGES if m != "horovod"]),
+       st.integers(2, 4096),
        st.floats(1e5, 1e8), st.randoms(use_true_random=False))
 def test_exposed_never_exceeds_the_communication(sizes, t_c, kind, p, bucket, rnd):
     n = len(sizes)
@@ -69,3 +70,95 @@ def test_overlap_helps_a_large_model_and_the_sweep_stays_fast():
         inp = SC.to_inputs(s)
         step[m] = float(evaluate(inp, 0, 1024, 1, 0, 8)["step_time_s"])
     assert step["per-blob"] < step["fused"] and step["bucketed"] < step["fused"]
+
+
+def _elementwise_cost(alpha=2e-6, beta=1 / 10e9):
+    return lambda p, nb: np.where(p > 1, 2 * (p - 1) * alpha + 2 * (p - 1) / p * nb * beta, 0.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(blobs, st.floats(1e-4, 1.0), st.integers(2, 4096), st.floats(1e-5, 1e-2),
+       st.floats(1e5, 2e8), st.randoms(use_true_random=False))
+def test_horovod_cycles(sizes, t_c, p, cycle, fusion, rnd):
+    """Horovod's cycles: every byte is sent once; what shows past backward is at most the
+    communication plus one cycle's wait; without overlap nothing hides."""
+    n = len(sizes)
+    ready = np.array([rnd.uniform(0.3, 1.0) for _ in range(n)])
+    tc, pp = np.array([t_c]), np.array([float(p)])
+    rows: list = []
+    exp, total = TL.horovod(tc, _elementwise_cost(), pp, np.array(sizes), ready, True, cycle,
+                            fusion, rows=rows)
+    assert sum(r["bytes"] for r in rows) == pytest.approx(sum(sizes))
+    assert all(r["bytes"] <= max(fusion, max(sizes)) * (1 + 1e-12) for r in rows)
+    assert 0 <= exp[0] <= total[0] + cycle + 1e-12
+    ends = [r["end_s"] for r in rows]
+    assert ends == sorted(ends) and all(r["start_s"] >= r["ready_s"] - 1e-12 for r in rows)
+    no, total2 = TL.horovod(tc, _elementwise_cost(), pp, np.array(sizes), ready, False, cycle,
+                            fusion)
+    assert no[0] >= total2[0] - 1e-12 and no[0] <= total2[0] + cycle + 1e-12
+    # (overlap is not always better here: gradients ready in different cycles travel in more
+    # buffers, each paying its latency, than the one fused buffer sent after backward)
+
+
+def test_horovod_with_one_huge_buffer_and_a_tiny_cycle_is_the_fused_case():
+    sizes = np.array([4e6, 1e6, 8e6, 2e5])
+    ready = np.array([0.9, 0.8, 0.6, 0.4])
+    tc, p = np.array([0.05]), np.array([64.0])
+    fused = TL.exposed(tc, _cost(), p, *TL.messages(sizes, ready, "fused"), overlap=False)
+    hv = TL.horovod(tc, _elementwise_cost(), p, sizes, ready, False, cycle_s=1e-9,
+                    fusion_bytes=1e12)
+    assert hv[0] == pytest.approx(fused[0], rel=1e-6) and hv[1] == pytest.approx(fused[1])
+    # overlapped with a short cycle, Horovod hides about as much as per-blob messages do
+    per = TL.exposed(tc, _cost(), p, *TL.messages(sizes, ready, "per-blob"), overlap=True)
+    hv_on = TL.horovod(tc, _elementwise_cost(), p, sizes, ready, True, cycle_s=1e-6,
+                       fusion_bytes=1.0)
+    assert hv_on[0] == pytest.approx(per[0], rel=1e-3, abs=1e-5)
+
+
+def test_horovod_is_vectorized_over_configurations():
+    sizes = np.array([4e6, 1e6, 8e6, 2e5])
+    ready = np.array([0.9, 0.8, 0.6, 0.4])
+    tcs, ps = np.array([0.01, 0.05, 0.2]), np.array([8.0, 64.0, 1024.0])
+    both = TL.horovod(tcs, _elementwise_cost(), ps, sizes, ready, True)
+    for i in range(3):
+        one = TL.horovod(tcs[i:i + 1], _elementwise_cost(), ps[i:i + 1], sizes, ready, True)
+        assert both[0][i] == pytest.approx(one[0][0]) and both[1][i] == pytest.approx(one[1][0])
+
+
+def test_horovod_timeline_cli_matches_the_model(capsys):
+    from perfmodel.cli import main
+    from perfmodel.model_cli import step_timeline
+
+    sets = ['workload.net="resnet50"', "workload.image_size=224", 'training.strategy="sync"',
+            "training.groups=1", "training.param_servers=0", "training.workers=256",
+            'cluster.messages="horovod"', "cluster.overlap=true", "cluster.cycle_s=5e-3"]
+    s, _ = SC.load("cori-knl-hep", sets)
+    tl = step_timeline(s)
+    res = evaluate(SC.to_inputs(s), 0, 256, 1, 0, 8)
+    assert tl["exposed_s"] == pytest.approx(float(res["comm_s"]))
+    assert all(r["start_s"] >= r["ready_s"] for r in tl["schedule"])
+    assert main(["predict", "cori-knl-hep", *sum((["--set", x] for x in sets), []),
+                 "--timeline"]) == 0
+    assert "horovod messages" in capsys.readouterr().out
+
+
+def test_server_round_trip_rides_the_timeline_and_the_update_follows_the_exchange():
+    base = ["training.workers=1064", "training.groups=8", "training.param_servers=6"]
+    step = {}
+    for o in ("false", "true"):
+        s, _ = SC.load("cori-knl-climate", [*base, f"cluster.overlap={o}"])
+        step[o] = evaluate(SC.to_inputs(s), "hybrid", 1064, 8, 6, 8)
+    # the same messages, hidden behind backward when overlapped
+    assert float(step["true"]["comm_s"]) < float(step["false"]["comm_s"])
+    s, _ = SC.load("cori-knl-climate", [*base, "cluster.overlap=false"])
+    inp = SC.to_inputs(s)
+    plain = evaluate(inp, "sync", 133, 1, 0, 8)
+    ps = evaluate(inp, "hybrid", 1064, 8, 6, 8)  # groups of 133 with servers
+    trip = 2 * (len(inp.blob_bytes) * inp.link_latency_s + inp.param_bytes / inp.link_bandwidth_Bps)
+    assert float(ps["comm_s"]) == pytest.approx(float(plain["comm_s"]) + trip)
+    inp.update_bandwidth_Bps = 100e9
+    upd = evaluate(inp, "sync", 133, 1, 0, 8)
+    assert float(upd["update_s"]) == pytest.approx(5 * inp.param_bytes / 100e9)
+    assert float(upd["step_time_s"]) == pytest.approx(float(plain["step_time_s"])
+                                                      + 5 * inp.param_bytes / 100e9)
+    assert float(evaluate(inp, "hybrid", 1064, 8, 6, 8)["update_s"]) == 0.0

@@ -14,7 +14,9 @@ asynchronously (Kurth et al. 2017). For G groups of n = W/G workers at local bat
                timeline sends them (:mod:`.timeline`): fused, per blob or in buckets, each as
                its gradients are ready when ``overlap``; the part left past backward is exposed
   servers      the group root pushes its gradient and pulls the weights (2 x (alpha + m beta)
-               per message on its link); the servers hold the parameters sharded round-robin
+               per message on its link), right after each message's in-group reduction, on the
+               same timeline (so it overlaps backward as they do; ``comm_s`` includes it); the
+               servers hold the parameters sharded round-robin
                by blob (blob k on server k mod S) and each serves every group: the busiest
                server is busy  u = 2 m_max beta + apply  per group update, so G groups
                cycle no faster than G u: T = max(T_alone, G u), the asymptotic bound of a
@@ -32,7 +34,10 @@ asynchronously (Kurth et al. 2017). For G groups of n = W/G workers at local bat
                memory, at ``io_local_Bps`` (the staging, dataset bytes / B_fs, is paid once
                and added to the time to target). With ``io_prefetch`` a reader thread loads
                the next batch during the step: only what exceeds the rest of the step shows.
-  step         T = t_c + wait + exposed comm + servers (+ exposed I/O);  throughput = W b / T.
+  update       a worker without servers applies the optimizer after its exchange: SGD with
+               momentum makes 5 passes over the parameters at ``update_bandwidth_Bps``.
+  step         T = t_c + wait + exposed comm + update + servers (+ exposed I/O);
+               throughput = W b / T.
   compute at   ``compute_fraction``: the share of a node's compute left to training in a run
   scale        of several workers (Intel MLSL gives 4 of a KNL's 68 cores to communication
                progress by default; the one-node rate had them all).
@@ -106,6 +111,11 @@ class Inputs:
     blob_ready: np.ndarray | None = None    # per blob: fraction of the compute after which
                                             # its gradient is ready (None: at the end)
     bucket_bytes: float = timeline.DDP_BUCKET_BYTES  # messages="bucketed": bucket size
+    cycle_s: float = timeline.HOROVOD_CYCLE_S        # messages="horovod": its cycle time
+    fusion_bytes: float = timeline.HOROVOD_FUSION_BYTES  # ... and its fusion buffer
+    update_bandwidth_Bps: float = 0.0       # memory rate of a worker's optimizer step (SGD
+                                            # with momentum: 5 passes over the parameters;
+                                            # 0: free). Workers with servers do not update.
     reduce_bandwidth_Bps: float = 0.0       # gamma = 1 / this (0: reductions are free)
     devices_per_node: int = 1
     intra_latency_s: float = 0.0
@@ -182,14 +192,30 @@ def messages(inp: Inputs) -> tuple[np.ndarray, np.ndarray]:
     return timeline.messages(inp.blob_bytes, inp.blob_ready, inp.messages, inp.bucket_bytes)
 
 
-def comm_s(inp: Inputs, p, t_compute) -> tuple[np.ndarray, np.ndarray]:
+UPDATE_PASSES = 5  # SGD with momentum reads weights, gradients, momenta; writes two of them
+
+
+def comm_s(inp: Inputs, p, t_compute, servers: bool = False
+           ) -> tuple[np.ndarray, np.ndarray]:
     """(exposed, total) in-group communication per step: the timeline of the step's messages
-    against its backward pass (:mod:`.timeline`)."""
-    nb, ready = messages(inp)
+    against its backward pass (:mod:`.timeline`). ``servers``: each message is followed, on
+    the group root's link, by its push to the parameter server and the pull of the new
+    weights, 2 (alpha + m beta) (Intel Caffe's hybrid: per layer, reduce to the root, exchange
+    with the blob's server, broadcast), so the round trip overlaps backward as the
+    allreduces do."""
     t_c = np.asarray(t_compute, float)
-    return timeline.exposed(t_c, lambda q, x: _allreduce_bytes(inp, q, x),
-                            np.broadcast_to(np.asarray(p, float), t_c.shape), nb, ready,
-                            inp.overlap)
+    beta = 1.0 / inp.link_bandwidth_Bps
+
+    def cost(q, x):
+        c = _allreduce_bytes(inp, q, x)
+        return c + 2 * (inp.link_latency_s + np.asarray(x, float) * beta) if servers else c
+
+    group = np.broadcast_to(np.asarray(p, float), t_c.shape)
+    if inp.messages == "horovod":
+        return timeline.horovod(t_c, cost, group, inp.blob_bytes, inp.blob_ready, inp.overlap,
+                                inp.cycle_s, inp.fusion_bytes)
+    nb, ready = messages(inp)
+    return timeline.exposed(t_c, cost, group, nb, ready, inp.overlap)
 
 
 def io_s(inp: Inputs, workers, batch) -> tuple[np.ndarray, float]:
@@ -211,7 +237,8 @@ def evaluate(inp: Inputs, strategy, workers, groups, servers, batch) -> dict[str
     """Predictions for configurations given as broadcastable arrays.
 
     ``strategy``: codes of STRATEGIES (or names); ``batch``: local batch per worker. Returns
-    arrays: step_time_s, peak_step_time_s, compute_s, comm_s, ps_s, straggler_s,
+    arrays: step_time_s, peak_step_time_s, compute_s, comm_s, update_s, ps_s, io_s,
+    straggler_s,
     throughput_samples_per_s, throughput_flops, peak_throughput_flops, efficiency, speedup,
     steps_to_target, time_to_target_s (NaN without a convergence model).
     """
@@ -229,29 +256,34 @@ def evaluate(inp: Inputs, strategy, workers, groups, servers, batch) -> dict[str
                    + inp.step_overhead_s, t_full)
     wait_mean, wait_best = stragglers.wait_s(inp.straggler, n, t_c, inp.straggler_scale,
                                              inp.straggler_absolute)
-    t_ar, _ = comm_s(inp, n, t_c)
     m = inp.param_bytes
-    msgs = len(messages(inp)[0])
     beta = 1.0 / inp.link_bandwidth_Bps
     has_ps = s >= 1
-    round_trip = np.where(has_ps, 2 * (msgs * inp.link_latency_s + m * beta), 0.0)
+    # one timeline per configuration; with servers, each message carries the root's round trip
+    t_ar = np.zeros(t_c.shape)
+    for mask, servers in ((~has_ps, False), (has_ps, True)):
+        if mask.any():
+            t_ar[mask] = comm_s(inp, n[mask], t_c[mask], servers=servers)[0]
+    update = (UPDATE_PASSES * m / inp.update_bandwidth_Bps
+              if inp.update_bandwidth_Bps > 0 else 0.0)
+    upd = np.where(has_ps, 0.0, update)  # a worker's optimizer step follows its exchange
     shard = inp.busiest_shard_bytes(np.where(has_ps, s, 0))
     apply_s = shard * 3 / inp.ps_apply_bandwidth_Bps if inp.ps_apply_bandwidth_Bps > 0 else 0.0
     busy = np.where(has_ps, 2 * shard * beta + apply_s, 0.0)
     t_io, staging_s = io_s(inp, w, b)
     out = {}
     for tag, wait in (("", wait_mean), ("peak_", wait_best)):
-        alone = t_c + wait + t_ar + round_trip + np.where(has_ps, apply_s, 0.0)
+        alone = t_c + wait + t_ar + upd + np.where(has_ps, apply_s, 0.0)
         # closed system of G groups sharing the busiest server: asymptotic bound
         t = np.maximum(alone, np.where(has_ps, g * busy, 0.0))
         t = np.maximum(t, t_io) if inp.io_prefetch else t + t_io
         out[tag + "step_time_s"] = t
         if not tag:
             out["io_s"] = t - np.maximum(alone, np.where(has_ps, g * busy, 0.0))
-            out["ps_s"] = t - out["io_s"] - (t_c + wait + t_ar)
+            out["ps_s"] = t - out["io_s"] - (t_c + wait + t_ar + upd)
     t = out["step_time_s"]
     samples = w * b / t
-    out.update(compute_s=t_c, comm_s=t_ar, straggler_s=wait_mean,
+    out.update(compute_s=t_c, comm_s=t_ar, update_s=upd + 0 * t, straggler_s=wait_mean,
                throughput_samples_per_s=samples,
                throughput_flops=samples * inp.flop_per_sample,
                peak_throughput_flops=w * b * inp.flop_per_sample / out["peak_step_time_s"],
