@@ -685,12 +685,13 @@ def paper_sections(out: Path) -> list[Section]:
     plt, sns = _plt()
     figs, extra = reproduce()
     r4 = lambda x: round(x, 4) if math.isfinite(x) else None  # noqa: E731
+    yes = lambda b: None if b is None else ("yes" if b else "no")  # noqa: E731
     rows = [dict(figure=f.what, published=f.published, unit=f.unit, model=r4(f.predicted),
                  model_low=r4(f.low), model_high=r4(f.high),
                  error_percent=round(100 * f.error, 2) if math.isfinite(f.error) else None,
-                 inside=f.inside, half_width_percent=round(100 * f.half_width, 1)
+                 inside=yes(f.inside), half_width_percent=round(100 * f.half_width, 1)
                  if math.isfinite(f.half_width) else None,
-                 used_as=f.status, reproduced=passed(f), note=f.note) for f in figs]
+                 used_as=f.status, reproduced=yes(passed(f)), note=f.note) for f in figs]
     pd.DataFrame(rows).to_csv(out / "reproduction.csv", index=False)
     fit = pd.DataFrame([dict(parameter=k, value=round(v[0], 6), unit=v[1], fitted_on=v[2])
                         for k, v in extra["fitted"].items()])
