@@ -7,7 +7,9 @@ Sections and keys (units in the names; defaults in :data:`SCHEMA`):
   the rate-vs-batch curve), ``node_half_batch`` (rate ~ b/(b + half): how the rate falls at small
   local batch), ``link_latency_s``, ``link_bandwidth_Bps``, ``intra_latency_s``,
   ``intra_bandwidth_Bps``, ``allreduce``, ``messages`` (fused, per-blob, bucketed: see
-  horovod: see :mod:`perfmodel.model.timeline`), ``overlap``, ``bucket_bytes`` (default
+  horovod: see :mod:`perfmodel.model.timeline`; default bucketed when ``overlap``, else
+  fused), ``overlap`` (a workload given as bare params is then spread evenly over backward
+  in 64 blobs), ``bucket_bytes`` (default
   DDP's 25 MiB), ``cycle_s`` and ``fusion_bytes`` (Horovod's cycle, 1 ms, and fusion buffer,
   128 MiB), ``update_bandwidth_Bps`` (the optimizer step's memory rate; 0: free),
   ``reduce_bandwidth_Bps``,
@@ -71,7 +73,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "link_latency_s": ("num", None), "link_bandwidth_Bps": ("num", None),
         "link_profile": ("str", None),
         "intra_latency_s": ("num", None), "intra_bandwidth_Bps": ("num", None),
-        "allreduce": ("str", "auto"), "messages": ("str", "fused"), "overlap": ("bool", False),
+        "allreduce": ("str", "auto"), "messages": ("str", None), "overlap": ("bool", False),
         "bucket_bytes": ("num", float(25 * 2**20)), "cycle_s": ("num", 1e-3),
         "fusion_bytes": ("num", float(128 * 2**20)), "update_bandwidth_Bps": ("num", 0.0),
         "reduce_bandwidth_Bps": ("num", 0.0), "ps_apply_bandwidth_Bps": ("num", 0.0),
@@ -234,6 +236,8 @@ def _check_consistency(s: dict, source: str) -> None:
             raise UserError(f"{source}: cluster.node_peak_flops is required (or a "
                             "node_profile that measured it)")
         c["node_peak_flops"] = _peak_from_profile(c["node_profile"])
+    if c["messages"] is None:  # overlapping as the libraries do it: DDP-style buckets
+        c["messages"] = "bucketed" if c["overlap"] else "fused"
     if not 0 < c["compute_fraction"].low <= c["compute_fraction"].high <= 1:
         raise UserError(f"{source}: cluster.compute_fraction={c['compute_fraction'].high:g} "
                         "is out of range (allowed 0 < f <= 1)")
@@ -445,6 +449,19 @@ def workload_ledger(w: dict) -> tuple[float, np.ndarray]:
     return flop, np.array(blobs)
 
 
+SPREAD_BLOBS = 64  # pseudo-layers of a workload given as bare params, when it overlaps
+
+
+def spread_blobs(param_bytes: float, k: int = SPREAD_BLOBS) -> tuple[np.ndarray, np.ndarray]:
+    """(blob bytes, ready fractions) of a workload known only by its parameter bytes, for a
+    timeline that overlaps: k equal blobs whose gradients are ready evenly through backward
+    (forward the first third of the compute, backward twice forward, as for a layer table).
+    An ASSUMPTION, stated in the README: real networks hold more parameters in late layers,
+    whose gradients come first, so this hides less than they do."""
+    i = np.arange(k)  # forward order: the last blob is ready first
+    return np.full(k, param_bytes / k), 1.0 / 3.0 + (2.0 / 3.0) * (k - i) / k
+
+
 def workload_blob_ready(w: dict) -> np.ndarray | None:
     """When each blob's gradient is ready, as a fraction of a step's compute (the timeline's
     input); None for a workload given as bare params (one blob, ready at the end)."""
@@ -588,6 +605,9 @@ def to_inputs(s: dict, values: dict[tuple[str, str], float] | None = None) -> In
         x = s[sec][key]
         return x.nominal if isinstance(x, Interval) else x
 
+    ready = workload_blob_ready(s["workload"])
+    if ready is None and c["overlap"]:  # bare params: spread them evenly over backward
+        blobs, ready = spread_blobs(float(blobs.sum()))
     rate = _node_rate(c, get("cluster", "node_flops") or 0.0, s["workload"])
     if c["node_profile"] is None and c["node_rate_shape"] is None:
         rate.half_batch = get("cluster", "node_half_batch")
@@ -597,7 +617,7 @@ def to_inputs(s: dict, values: dict[tuple[str, str], float] | None = None) -> In
         link_latency_s=get("cluster", "link_latency_s"),
         link_bandwidth_Bps=get("cluster", "link_bandwidth_Bps"),
         allreduce=c["allreduce"], messages=c["messages"], overlap=c["overlap"],
-        blob_ready=workload_blob_ready(s["workload"]),
+        blob_ready=ready,
         bucket_bytes=float(get("cluster", "bucket_bytes")),
         cycle_s=float(get("cluster", "cycle_s")), fusion_bytes=float(get("cluster", "fusion_bytes")),
         update_bandwidth_Bps=get("cluster", "update_bandwidth_Bps"),

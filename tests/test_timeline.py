@@ -162,3 +162,40 @@ def test_server_round_trip_rides_the_timeline_and_the_update_follows_the_exchang
     assert float(upd["step_time_s"]) == pytest.approx(float(plain["step_time_s"])
                                                       + 5 * inp.param_bytes / 100e9)
     assert float(evaluate(inp, "hybrid", 1064, 8, 6, 8)["update_s"]) == 0.0
+
+
+def test_overlap_defaults_to_buckets_and_bare_params_can_overlap(tmp_path):
+    """overlap = true without messages means buckets, as DDP does it; a workload given as
+    bare params is spread over backward, so overlap changes its step (it could not before)."""
+    text = """[cluster]
+nodes = 512
+node_peak_flops = 1e13
+node_flops = 5e12
+link_latency_s = 2e-6
+link_bandwidth_Bps = 12.5e9
+allreduce = "ring"
+{extra}
+[workload]
+params = 138000000
+flop_per_sample = 46e9
+[training]
+strategy = "sync"
+workers = 512
+batch_per_worker = 32
+"""
+    steps = {}
+    for name, extra in (("fused", ""), ("overlap", "overlap = true")):
+        f = tmp_path / f"{name}.toml"
+        f.write_text(text.format(extra=extra))
+        s, _ = SC.load(str(f))
+        inp = SC.to_inputs(s)
+        steps[name] = (inp, evaluate(inp, 0, 512, 1, 0, 32))
+    inp, r = steps["overlap"]
+    assert inp.messages == "bucketed" and steps["fused"][0].messages == "fused"
+    assert len(inp.blob_bytes) == SC.SPREAD_BLOBS
+    assert inp.blob_bytes.sum() == pytest.approx(4 * 138e6)
+    assert float(r["comm_s"]) < 0.5 * float(steps["fused"][1]["comm_s"])
+    assert float(r["efficiency"]) > float(steps["fused"][1]["efficiency"])
+    b, ready = SC.spread_blobs(100.0, 4)
+    assert b.tolist() == [25.0] * 4 and ready.tolist() == pytest.approx(
+        [1.0, 1 / 3 + 2 / 3 * 0.75, 1 / 3 + 2 / 3 * 0.5, 1 / 3 + 2 / 3 * 0.25])
