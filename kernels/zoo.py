@@ -18,12 +18,14 @@ backward-weight, per element of the layer's output unless stated):
   max pooling as the kernels' MaxPool2d.
 
 The definitions follow torchvision's (ResNet v1.5: the stride sits on the 3x3 convolution;
-VGG-16 configuration D; Inception-V3 with its auxiliary classifier), whose parameter counts the
-tests check exactly: ResNet-50 25,557,032, ResNet-101 44,549,160, VGG-16 138,357,544,
-Inception-V3 27,161,264 (torchvision's model documentation). Multiply-adds of the
-convolutions and fully connected layers, forward, per 224x224 (299x299) image: 4.09 G, 7.80 G,
-15.47 G and 5.71 G (the "GFLOPS" column of the same documentation, which counts
-multiply-adds); this ledger's forward FLOP of those layers is twice that.
+VGG-16 configuration D; Inception-V3 with its auxiliary classifier; DeepLabv3 on a dilated
+ResNet-50 with its auxiliary head), whose parameter counts the tests check exactly: ResNet-50
+25,557,032, ResNet-101 44,549,160, VGG-16 138,357,544, Inception-V3 27,161,264, DeepLabv3-
+ResNet-50 42,004,074 (torchvision's model documentation). Multiply-adds of the convolutions
+and fully connected layers, forward, per 224x224 (299x299; DeepLabv3 520x520) image: 4.09 G,
+7.80 G, 15.47 G, 5.71 G and 178.72 G (the "GFLOPS" column of the same documentation, which
+counts multiply-adds); this ledger's forward FLOP of those layers is twice that.
+Dropout: 1, 1, 0 per element; bilinear upsampling: 8, 8, 0 per output element (4 taps).
 """
 
 from __future__ import annotations
@@ -67,11 +69,14 @@ class Spec:
         return y
 
     def conv(self, x: Dims, c_out: int, k: int | tuple[int, int], s: int = 1,
-             p: int | tuple[int, int] = 0, bias: bool = False, label: str | None = None
-             ) -> Dims:
+             p: int | tuple[int, int] = 0, bias: bool = False, label: str | None = None,
+             d: int = 1) -> Dims:
+        """A convolution; ``d``: dilation (atrous), which spreads the k x k taps d apart
+        without adding any: the same FLOP per output element."""
         c, h, w = x
         (kh, kw), (ph, pw), (sh, sw) = _pair(k), _pair(p), _pair(s)
-        ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        ho = (h + 2 * ph - d * (kh - 1) - 1) // sh + 1
+        wo = (w + 2 * pw - d * (kw - 1) - 1) // sw + 1
         if ho < 1 or wo < 1:
             raise ValueError(f"{self.name}: a {kh}x{kw} convolution does not fit {h}x{w}")
         mac = c_out * ho * wo * c * kh * kw
@@ -87,6 +92,15 @@ class Spec:
     def relu(self, x: Dims) -> Dims:
         e = x[0] * x[1] * x[2]
         return self._add("relu", x, x, [], e, e, 0)
+
+    def dropout(self, x: Dims) -> Dims:
+        e = x[0] * x[1] * x[2]
+        return self._add("dropout", x, x, [], e, e, 0)
+
+    def upsample(self, x: Dims, h: int, w: int) -> Dims:
+        """Bilinear resize to h x w: 4 taps per output element, 2 FLOP each, both ways."""
+        e = x[0] * h * w
+        return self._add("upsample", x, (x[0], h, w), [], 8 * e, 8 * e, 0)
 
     def conv_bn_relu(self, x: Dims, c_out: int, k, s: int = 1, p=0) -> Dims:
         """torchvision's BasicConv2d / a ResNet convolution: no bias, then BN and ReLU."""
@@ -152,23 +166,35 @@ def vgg16(image_size: int = 224, batch: int = 1, classes: int = 1000) -> Spec:
 
 
 def _resnet(name: str, blocks: tuple[int, ...], image_size: int, batch: int,
-            classes: int) -> Spec:
-    """Bottleneck ResNet (He et al. 2016) in torchvision's v1.5 form."""
-    s = Spec(name, (3, image_size, image_size), batch)
+            classes: int, dilate: tuple[bool, ...] = (False, False, False),
+            spec: Spec | None = None, taps: dict | None = None) -> Spec:
+    """Bottleneck ResNet (He et al. 2016) in torchvision's v1.5 form. ``dilate``: for stages
+    2-4, replace the stride by dilation (torchvision's replace_stride_with_dilation: the
+    stage's first block keeps the previous dilation, the rest use the doubled one). With
+    ``classes`` = 0 the pooling and classifier are left out (a backbone); ``taps`` receives
+    each stage's output dims."""
+    s = spec or Spec(name, (3, image_size, image_size), batch)
     x = s.conv_bn_relu(s.input_dims, 64, 7, 2, 3)
     x = s.maxpool(x, 3, 2, 1)
+    dilation = 1
     for stage, n in enumerate(blocks):
         width = 64 * 2 ** stage
+        first_stride, previous = (2 if stage > 0 else 1), dilation
+        if stage > 0 and dilate[stage - 1]:
+            dilation, first_stride = dilation * first_stride, 1
         for i in range(n):
-            stride = 2 if stage > 0 and i == 0 else 1
+            stride, d = (first_stride, previous) if i == 0 else (1, dilation)
             y = s.conv_bn_relu(x, width, 1)
-            y = s.conv_bn_relu(y, width, 3, stride, 1)
+            y = s.relu(s.bn(s.conv(y, width, 3, stride, d, d=d)))
             y = s.bn(s.conv(y, 4 * width, 1))
             if i == 0:  # the projection shortcut
                 s.bn(s.conv(x, 4 * width, 1, stride))
             x = s.relu(s.add(y))
-    x = s.global_avgpool(x)
-    s.fc(x, classes)
+        if taps is not None:
+            taps[stage] = x
+    if classes:
+        x = s.global_avgpool(x)
+        s.fc(x, classes)
     return s
 
 
@@ -247,10 +273,37 @@ def inception_v3(image_size: int = 299, batch: int = 1, classes: int = 1000,
     return s
 
 
+def deeplabv3_resnet50(image_size: int = 520, batch: int = 1, classes: int = 21,
+                       aux: bool = True) -> Spec:
+    """DeepLabv3 (Chen et al. 2017, arXiv 1706.05587) on a dilated ResNet-50 (output stride
+    8), as torchvision's ``deeplabv3_resnet50`` builds it: ASPP with rates 12, 24, 36 and an
+    image-pooling branch, 256 channels, a 3x3 head and the classifier; the auxiliary FCN head
+    on stage 3 when ``aux`` (torchvision loads its weights with it, and it trains)."""
+    s = Spec("deeplabv3_resnet50", (3, image_size, image_size), batch)
+    taps: dict[int, Dims] = {}
+    _resnet("deeplabv3_resnet50", (3, 4, 6, 3), image_size, batch, 0,
+            dilate=(False, True, True), spec=s, taps=taps)
+    x = taps[3]
+    h, w = x[1], x[2]
+    cbr = s.conv_bn_relu
+    branches = [cbr(x, 256, 1)]
+    branches += [s.relu(s.bn(s.conv(x, 256, 3, 1, r, d=r))) for r in (12, 24, 36)]
+    pooled = cbr(s.global_avgpool(x), 256, 1)
+    branches.append(s.upsample(pooled, h, w))
+    y = s.dropout(cbr(s.concat(*branches), 256, 1))
+    y = cbr(y, 256, 3, 1, 1)
+    y = s.conv(y, classes, 1, bias=True)
+    s.upsample(y, image_size, image_size)
+    if aux:
+        a = s.dropout(cbr(taps[2], 256, 3, 1, 1))
+        s.upsample(s.conv(a, classes, 1, bias=True), image_size, image_size)
+    return s
+
+
 #: the networks by name: builders (image_size, batch) -> Spec
 ZOO: dict[str, Callable[..., Spec]] = {
     "resnet50": resnet50, "resnet101": resnet101, "vgg16": vgg16,
-    "inception_v3": inception_v3,
+    "inception_v3": inception_v3, "deeplabv3_resnet50": deeplabv3_resnet50,
 }
 
 
@@ -269,5 +322,6 @@ def from_table(rows: list[dict], name: str = "table", batch: int = 1) -> Spec:
     return s
 
 
-__all__ = ["Spec", "ZOO", "vgg16", "resnet50", "resnet101", "inception_v3", "from_table",
+__all__ = ["Spec", "ZOO", "vgg16", "resnet50", "resnet101", "inception_v3",
+           "deeplabv3_resnet50", "from_table",
            "Shape"]

@@ -16,8 +16,11 @@ from perfmodel.predict import predict
 
 # torchvision's model documentation (pytorch.org/vision/stable/models.html): parameters, and
 # the "GFLOPS" column, which counts multiply-adds of one image at 224x224 (Inception: 299x299)
+# (DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1: 21 classes, the auxiliary head included,
+# at 520x520, the size its transforms resize to)
 PUBLISHED = {"resnet50": (25_557_032, 4.09e9), "resnet101": (44_549_160, 7.80e9),
-             "vgg16": (138_357_544, 15.47e9), "inception_v3": (27_161_264, 5.71e9)}
+             "vgg16": (138_357_544, 15.47e9), "inception_v3": (27_161_264, 5.71e9),
+             "deeplabv3_resnet50": (42_004_074, 178.72e9)}
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
@@ -86,3 +89,17 @@ def test_zoo_networks_and_layer_tables_are_workloads(tmp_path, capsys):
     assert main(["predict", str(scen), "--set", f'workload.layers="{bad}"']) == 2
     err = capsys.readouterr().err
     assert "workload.layers" in err and "line 2" in err and "Traceback" not in err
+
+
+def test_dilation_keeps_the_size_and_the_taps():
+    s = zoo.Spec("t", (8, 28, 28))
+    y = s.conv((8, 28, 28), 16, 3, 1, 12, d=12)
+    assert y == (16, 28, 28)
+    plain = zoo.Spec("t", (8, 28, 28))
+    plain.conv((8, 28, 28), 16, 3, 1, 1)
+    assert s.rows[0].forward_flop == plain.rows[0].forward_flop
+    # DeepLabv3's backbone runs stages 3 and 4 at output stride 8
+    rows = zoo.deeplabv3_resnet50(image_size=512).rows
+    last_block = [r for r in rows if r.kind == "add"][-1]
+    assert tuple(last_block.output_shape[1:]) == (2048, 64, 64)
+    assert tuple(rows[-1].output_shape[2:]) == (512, 512)  # upsampled to the input
