@@ -25,16 +25,19 @@ ResNet-50 42,004,074 (torchvision's model documentation). Multiply-adds of the c
 and fully connected layers, forward, per 224x224 (299x299; DeepLabv3 520x520) image: 4.09 G,
 7.80 G, 15.47 G, 5.71 G and 178.72 G (the "GFLOPS" column of the same documentation, which
 counts multiply-adds); this ledger's forward FLOP of those layers is twice that.
-Dropout: 1, 1, 0 per element; bilinear upsampling: 8, 8, 0 per output element (4 taps).
+Dropout: 1, 1, 0 per element; bilinear upsampling: 8, 8, 0 per output element (4 taps);
+LeakyReLU: 2, 2, 0. CosmoFlow, 3-D, has no published parameter count we found: its 5,597,604
+follow from the MLPerf HPC reference definition, term by term in the tests.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 from .base import LayerCost, Ledger, Shape
 
-Dims = tuple[int, int, int]  # (channels, height, width) of one sample
+Dims = tuple[int, ...]  # (channels, height, width) of one sample; (c, d, h, w) in 3-D
 
 
 def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
@@ -85,16 +88,36 @@ class Spec:
                          [c_out * c * kh * kw, c_out if bias else 0],
                          2 * mac + b, 2 * mac, 2 * mac + b, label)
 
+    def conv3d(self, x: Dims, c_out: int, k: int, bias: bool = True) -> Dims:
+        """A 3-D convolution, stride 1, 'same' padding (Keras pads k - 1 taps, after the
+        input for even k): every tap counted, padded ones too."""
+        c, dd, h, w = x
+        mac = c_out * dd * h * w * c * k ** 3
+        b = c_out * dd * h * w if bias else 0
+        return self._add("conv3d", x, (c_out, dd, h, w), [c_out * c * k ** 3,
+                                                          c_out if bias else 0],
+                         2 * mac + b, 2 * mac, 2 * mac + b)
+
+    def maxpool3d(self, x: Dims, k: int) -> Dims:
+        c, dd, h, w = x
+        y = (c, dd // k, h // k, w // k)
+        out = math.prod(y)
+        return self._add("maxpool3d", x, y, [], out * (k ** 3 - 1), out, 0)
+
+    def leaky_relu(self, x: Dims) -> Dims:
+        e = math.prod(x)
+        return self._add("leaky_relu", x, x, [], 2 * e, 2 * e, 0)
+
     def bn(self, x: Dims) -> Dims:
-        e = x[0] * x[1] * x[2]
+        e = math.prod(x)
         return self._add("bn", x, x, [x[0], x[0]], 8 * e, 12 * e, 3 * e)
 
     def relu(self, x: Dims) -> Dims:
-        e = x[0] * x[1] * x[2]
+        e = math.prod(x)
         return self._add("relu", x, x, [], e, e, 0)
 
     def dropout(self, x: Dims) -> Dims:
-        e = x[0] * x[1] * x[2]
+        e = math.prod(x)
         return self._add("dropout", x, x, [], e, e, 0)
 
     def upsample(self, x: Dims, h: int, w: int) -> Dims:
@@ -122,11 +145,11 @@ class Spec:
         return self._add("avgpool", x, (c, 1, 1), [], c * h * w + c, c * h * w, 0)
 
     def add(self, x: Dims) -> Dims:
-        e = x[0] * x[1] * x[2]
+        e = math.prod(x)
         return self._add("add", x, x, [], e, 0, 0)
 
     def fc(self, x: Dims, n_out: int, bias: bool = True, label: str | None = None) -> Dims:
-        n_in = x[0] * x[1] * x[2]
+        n_in = math.prod(x)
         mac = n_in * n_out
         b = n_out if bias else 0
         return self._add("fc", x, (n_out, 1, 1), [n_in * n_out, b], 2 * mac + b, 2 * mac,
@@ -145,7 +168,7 @@ class Spec:
     def conv_flop(self) -> int:
         """Forward FLOP of the convolutions and fully connected layers alone (2 per MAC plus
         the bias adds): what published multiply-add counts compare to."""
-        return sum(r.forward_flop for r in self.rows if r.kind in ("conv", "fc"))
+        return sum(r.forward_flop for r in self.rows if r.kind in ("conv", "conv3d", "fc"))
 
 
 # --- the networks --------------------------------------------------------------------------
@@ -300,10 +323,30 @@ def deeplabv3_resnet50(image_size: int = 520, batch: int = 1, classes: int = 21,
     return s
 
 
+def cosmoflow(image_size: int = 128, batch: int = 1, conv_size: int = 32,
+              layers: int = 5) -> Spec:
+    """CosmoFlow (Mathuriya et al., SC18, arXiv 1808.04728) as the MLPerf HPC reference
+    builds it (mlcommons/hpc, cosmoflow/models/cosmoflow.py with configs/cosmo.yaml): a
+    128^3 x 4 volume; 5 x [Conv3D 2x2x2 'same', filters 32 doubling, LeakyReLU, MaxPool3D 2];
+    Dense 128, 64 (LeakyReLU, dropout 0.5), Dense 4 (tanh)."""
+    s = Spec("cosmoflow", (4, image_size, image_size, image_size), batch)
+    x = s.input_dims
+    for i in range(layers):
+        if min(x[1:]) < 2:
+            raise ValueError(f"cosmoflow: {image_size}^3 is too small for {layers} poolings")
+        x = s.maxpool3d(s.leaky_relu(s.conv3d(x, conv_size * 2 ** i, 2)), 2)
+    x = (math.prod(x), 1, 1)
+    for n in (128, 64):
+        x = s.dropout(s.leaky_relu(s.fc(x, n)))
+    s.fc(x, 4)
+    return s
+
+
 #: the networks by name: builders (image_size, batch) -> Spec
 ZOO: dict[str, Callable[..., Spec]] = {
     "resnet50": resnet50, "resnet101": resnet101, "vgg16": vgg16,
     "inception_v3": inception_v3, "deeplabv3_resnet50": deeplabv3_resnet50,
+    "cosmoflow": cosmoflow,
 }
 
 
@@ -323,5 +366,5 @@ def from_table(rows: list[dict], name: str = "table", batch: int = 1) -> Spec:
 
 
 __all__ = ["Spec", "ZOO", "vgg16", "resnet50", "resnet101", "inception_v3",
-           "deeplabv3_resnet50", "from_table",
+           "deeplabv3_resnet50", "cosmoflow", "from_table",
            "Shape"]

@@ -103,3 +103,22 @@ def test_dilation_keeps_the_size_and_the_taps():
     last_block = [r for r in rows if r.kind == "add"][-1]
     assert tuple(last_block.output_shape[1:]) == (2048, 64, 64)
     assert tuple(rows[-1].output_shape[2:]) == (512, 512)  # upsampled to the input
+
+
+def test_cosmoflow_follows_the_mlperf_reference_definition():
+    """No published parameter count was found: the MLPerf HPC reference definition
+    (mlcommons/hpc, cosmoflow/models/cosmoflow.py, configs/cosmo.yaml), term by term."""
+    s = zoo.cosmoflow()
+    chans = [4, 32, 64, 128, 256, 512]
+    conv = sum(8 * a * b + b for a, b in zip(chans, chans[1:]))   # 2x2x2 kernels with bias
+    flat = 512 * 4 ** 3                                           # 128 / 2^5 = 4 per side
+    dense = (flat * 128 + 128) + (128 * 64 + 64) + (64 * 4 + 4)
+    assert s.ledger().params == conv + dense == 5_597_604
+    # multiply-adds of the convolutions: every 'same'-padded tap of each output voxel
+    side = [128, 64, 32, 16, 8]
+    macs = sum(b * n ** 3 * a * 8 for a, b, n in zip(chans, chans[1:], side)) + flat * 128 \
+        + 128 * 64 + 64 * 4
+    bias_adds = sum(b * n ** 3 for b, n in zip(chans[1:], side)) + 128 + 64 + 4
+    assert s.conv_flop() == 2 * macs + bias_adds
+    with pytest.raises(ValueError, match="too small"):
+        zoo.cosmoflow(image_size=16)
