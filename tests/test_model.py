@@ -446,3 +446,29 @@ def test_node_rate_shape_scales_the_stated_rate():
 def test_scale_effects_bad_input(override, message):
     with pytest.raises(UserError, match=message):
         SC.load("cpu-epyc-hdr-hep", [override])
+
+
+def test_reproduce_scores_by_the_interval_rule(capsys):
+    """A figure counts only when the published value is inside an interval no wider than the
+    rule allows and the nominal meets the tolerance; fitted, derived, unscored and blocked
+    figures never count; at most three parameters are fitted."""
+    from perfmodel.reproduce import Figure, reproduce, scored
+
+    base = dict(key="k", what="w", published=10.0, unit="", status="held out", tolerance=0.05,
+                kind="throughput")
+    assert Figure(predicted=10.2, low=9.5, high=11.0, **base).passed
+    assert not Figure(predicted=10.2, low=10.1, high=11.0, **base).passed    # outside
+    assert not Figure(predicted=10.2, low=8.5, high=12.0, **base).passed     # too wide
+    assert not Figure(predicted=10.8, low=9.5, high=11.0, **base).passed     # nominal off
+    assert Figure(predicted=10.2, low=8.5, high=12.0, **{**base, "kind": "ratio"}).passed
+    assert Figure(predicted=10.0, low=9.0, high=11.0,
+                  **{**base, "status": "fitted"}).passed is None
+    figs, extra = reproduce()
+    assert len(extra["fitted"]) <= 3
+    for f in scored(figs):
+        assert f.low <= f.predicted <= f.high
+    assert not any(f.key in ("hep_speedup", "climate_speedup", "climate_weak_eff")
+                   for f in scored(figs))
+    assert main(["reproduce", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["scored"] == len(scored(figs)) and 0 <= d["reproduced"] <= d["scored"]
