@@ -13,8 +13,9 @@ Sections and keys (units in the names; defaults in :data:`SCHEMA`):
   DDP's 25 MiB), ``cycle_s`` and ``fusion_bytes`` (Horovod's cycle, 1 ms, and fusion buffer,
   128 MiB), ``update_bandwidth_Bps`` (the optimizer step's memory rate; 0: free),
   ``reduce_bandwidth_Bps``,
-  ``ps_apply_bandwidth_Bps``, ``straggler`` (none, exponential, normal, lognormal) and
-  ``straggler_scale``; ``node_rate_shape``, a list of ``[batch, rate relative to the rate at
+  ``ps_apply_bandwidth_Bps``, ``straggler`` (none, exponential, normal, lognormal, detour) and
+  ``straggler_scale`` (detour: one detour's duration, with ``straggler_rate_hz`` detours per
+  second per node); ``node_rate_shape``, a list of ``[batch, rate relative to the rate at
   node_batch]`` pairs (a measured rate-vs-batch shape, interpolated in log2 batch; it
   replaces ``node_half_batch``); ``compute_fraction`` (the share of a node's compute left to
   training when several workers run: cores given to communication progress);
@@ -78,6 +79,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "fusion_bytes": ("num", float(128 * 2**20)), "update_bandwidth_Bps": ("num", 0.0),
         "reduce_bandwidth_Bps": ("num", 0.0), "ps_apply_bandwidth_Bps": ("num", 0.0),
         "straggler": ("str", "none"), "straggler_scale": ("num", 0.0),
+        "straggler_rate_hz": ("num", 0.0),
         "node_rate_shape": ("pairs", None), "compute_fraction": ("num", 1.0),
         "bisection_Bps": ("num", 0.0), "group_nodes": ("int", 0),
     },
@@ -236,6 +238,9 @@ def _check_consistency(s: dict, source: str) -> None:
             raise UserError(f"{source}: cluster.node_peak_flops is required (or a "
                             "node_profile that measured it)")
         c["node_peak_flops"] = _peak_from_profile(c["node_profile"])
+    if c["straggler"] == "detour" and not c["straggler_rate_hz"].low > 0:
+        raise UserError(f"{source}: cluster.straggler='detour' needs straggler_rate_hz > 0 "
+                        "(detours per second per node) and straggler_scale (their duration, s)")
     if c["messages"] is None:  # overlapping as the libraries do it: DDP-style buckets
         c["messages"] = "bucketed" if c["overlap"] else "fused"
     if not 0 < c["compute_fraction"].low <= c["compute_fraction"].high <= 1:
@@ -571,6 +576,7 @@ def _node_rate(c: dict, flops: float, w: dict | None = None) -> NodeRate:
 
 UNCERTAIN = [("cluster", "node_flops"), ("cluster", "link_latency_s"),
              ("cluster", "link_bandwidth_Bps"), ("cluster", "straggler_scale"),
+             ("cluster", "straggler_rate_hz"),
              ("cluster", "node_half_batch"), ("cluster", "compute_fraction"),
              ("cluster", "bisection_Bps"), ("io", "bytes_per_sample"),
              ("io", "fs_bandwidth_Bps"), ("io", "local_read_Bps"), ("convergence", "b_noise"),
@@ -626,6 +632,7 @@ def to_inputs(s: dict, values: dict[tuple[str, str], float] | None = None) -> In
         intra_latency_s=get("cluster", "intra_latency_s") or 0.0,
         intra_bandwidth_Bps=get("cluster", "intra_bandwidth_Bps") or 1.0,
         straggler=c["straggler"], straggler_scale=get("cluster", "straggler_scale"),
+        straggler_rate_hz=get("cluster", "straggler_rate_hz"),
         ps_apply_bandwidth_Bps=get("cluster", "ps_apply_bandwidth_Bps"),
         compute_fraction=get("cluster", "compute_fraction"), nodes=c["nodes"],
         bisection_Bps=get("cluster", "bisection_Bps"), group_nodes=c["group_nodes"],

@@ -106,6 +106,34 @@ def test_normal_expected_maximum_matches_simulation():
     assert float(mean) == pytest.approx(sim, rel=0.02)
 
 
+@pytest.mark.parametrize("lam, n", [(0.3, 10), (5.0, 100), (50.0, 1000), (300.0, 64)])
+def test_detour_maximum_matches_simulation(lam, n):
+    """OS-noise detours: the slowest of n nodes, each hit by Poisson(rate x compute) detours,
+    against a Monte Carlo draw (exact CDF below 200 expected detours, normal above)."""
+    rng = np.random.default_rng(1)
+    sim = rng.poisson(lam, (4000, n)).max(1)
+    mean, best = S._poisson_max(np.array([lam]), np.array([float(n)]))
+    assert mean[0] == pytest.approx(sim.mean(), rel=0.01, abs=0.03)
+    assert abs(best[0] - np.quantile(sim, S.PEAK_QUANTILE)) <= 1.0
+
+
+def test_detour_wait_grows_with_nodes_and_compute():
+    d, f = 25e-6, 1000.0  # 25 us detours at 1 kHz
+    waits = [float(S.wait_s("detour", n, 0.1, d, rate_hz=f)[0]) for n in (1, 16, 1024, 65536)]
+    assert waits[0] == pytest.approx(0.0, abs=1e-12)
+    assert waits == sorted(waits) and waits[-1] > waits[1] > 0
+    longer = float(S.wait_s("detour", 1024, 1.0, d, rate_hz=f)[0])
+    assert longer > waits[2]
+    absolute = float(S.wait_s("detour", 1, 0.1, d, absolute=True, rate_hz=f)[0])
+    assert absolute == pytest.approx(d * f * 0.1, rel=0.01)  # one node: the mean itself
+    with pytest.raises(UserError, match="needs straggler_rate_hz > 0"):
+        SC.load("cpu-epyc-hdr-hep", ["cluster.straggler='detour'"])
+    s, _ = SC.load("cpu-epyc-hdr-hep", ["cluster.straggler='detour'",
+                                        "cluster.straggler_rate_hz=1000",
+                                        "cluster.straggler_scale=25e-6"])
+    assert predict(s)["breakdown"]["straggler_s"] > 0
+
+
 def test_norm_ppf():
     from statistics import NormalDist
 

@@ -8,6 +8,12 @@ Per-node step time = compute * (1 + relative noise) + additive delay. Distributi
 * ``normal``:      relative noise, compute * (1 + cv Z). Max of n: Blom's approximation of the
                    expected maximum of n standard normals, Phi^-1((n-0.375)/(n+0.25)).
 * ``lognormal``:   relative, compute * exp(sigma Z - sigma^2/2) (mean 1).
+* ``detour``:      OS noise as noise measurements report it (FTQ, selfish detour): detours of
+                   ``scale`` seconds arriving at ``rate_hz`` per node, so a step of compute
+                   t suffers N ~ Poisson(rate_hz t) of them. Max of n: E[max] =
+                   sum_k (1 - F(k)^n), quantile q: the least k with F(k) >= q^(1/n) (exact
+                   Poisson CDF; a normal approximation, Blom's, when rate_hz t > 200). The
+                   wait grows with the compute time as well as with n.
 
 :func:`wait_s` gives the mean wait (what a run sustains) and the wait of the best iterations
 (the paper's "peak": the quantile ``PEAK_QUANTILE`` of the maximum). Across asynchronous groups
@@ -18,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-DISTRIBUTIONS = ("none", "exponential", "normal", "lognormal")
+DISTRIBUTIONS = ("none", "exponential", "normal", "lognormal", "detour")
 #: the best iterations of a run, as a quantile of the per-step maximum delay
 PEAK_QUANTILE = 0.05
 
@@ -60,15 +66,65 @@ def _harmonic(n: np.ndarray) -> np.ndarray:
     return np.where(n <= 64, small, big)
 
 
-def wait_s(distribution: str, n, compute_s, scale: float, absolute: bool = False
-           ) -> tuple[np.ndarray, np.ndarray]:
+def _poisson_max(lam: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(E[max], PEAK_QUANTILE quantile of the max) of n independent Poisson(lam) counts."""
+    lam, n = (np.array(a, dtype=float) for a in np.broadcast_arrays(  # own contiguous copies
+        np.asarray(lam, float), np.asarray(n, float)))
+    mean, best = np.empty(lam.shape), np.empty(lam.shape)
+    big = lam > 200
+    sd = np.sqrt(np.maximum(lam, 1e-300))
+    e_n = np.where(n > 1, norm_ppf((n - 0.375) / (n + 0.25)), 0.0)
+    q_n = np.where(n > 1, norm_ppf(PEAK_QUANTILE ** (1.0 / n)), 0.0)
+    mean[big] = lam[big] + sd[big] * e_n[big]
+    best[big] = np.maximum(lam[big] + sd[big] * q_n[big], 0.0)
+    idx = np.flatnonzero(~big.reshape(-1))
+    # by expected count, in slices, so each sums only as far as its own largest count needs
+    idx = idx[np.argsort(lam.reshape(-1)[idx], kind="stable")]
+    for part in np.array_split(idx, max(1, min(32, len(idx) // 4096))):
+        if len(part) == 0:
+            continue
+        lm, nn = lam.reshape(-1)[part], n.reshape(-1)[part]
+        kmax = int(np.ceil(lm.max() + 12 * np.sqrt(lm.max()) + 40))
+        pmf = np.exp(-lm)
+        cdf = pmf.copy()
+        target = PEAK_QUANTILE ** (1.0 / nn)
+        m = np.zeros(lm.shape)
+        b = np.full(lm.shape, float(kmax))
+        open_ = np.ones(lm.shape, bool)
+        for k in range(kmax + 1):
+            if k:
+                pmf = pmf * lm / k
+                cdf = np.minimum(cdf + pmf, 1.0)
+            tail = 1.0 - cdf ** nn  # P(max > k)
+            m += tail
+            hit = open_ & (cdf >= target)
+            b[hit], open_[hit] = k, False
+            if not open_.any() and tail.max() < 1e-12:
+                break
+        mean.reshape(-1)[part], best.reshape(-1)[part] = m, b
+    return mean, best
+
+
+def wait_s(distribution: str, n, compute_s, scale: float, absolute: bool = False,
+           rate_hz: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(mean wait, wait of the best iterations) in seconds beyond ``compute_s`` for a step
     that waits for the slowest of ``n`` nodes, relative to one node's mean (which the measured
     node rate already contains: one node waits for nobody). ``absolute``: the delays are not
-    in the node rate (injected ones), so the whole maximum counts (exponential only). ``scale``: mean delay in s (exponential),
-    coefficient of variation (normal) or sigma (lognormal)."""
+    in the node rate (injected ones), so the whole maximum counts (exponential and detour).
+    ``scale``: mean delay in s (exponential), coefficient of variation (normal), sigma
+    (lognormal) or one detour's duration in s (detour, arriving at ``rate_hz`` per node).
+
+    The peak wait of a distribution with a discrete maximum (detour) can sit below one
+    node's mean: a best iteration then waits less than the node rate assumes, and counts 0."""
     n = np.maximum(np.asarray(n, dtype=float), 1.0)
     compute_s = np.asarray(compute_s, dtype=float)
+    if distribution == "detour":
+        n = np.maximum(np.asarray(n, dtype=float), 1.0)
+        lam = rate_hz * np.asarray(compute_s, dtype=float)
+        n, lam = np.broadcast_arrays(n, lam)
+        mean_n, best_n = _poisson_max(lam, n)
+        base = 0.0 if absolute else lam  # one node's mean is in the measured node rate
+        return scale * (mean_n - base), scale * np.maximum(best_n - base, 0.0)
     if distribution == "none" or scale == 0:
         z = np.zeros(np.broadcast(n, compute_s).shape)
         return z, z

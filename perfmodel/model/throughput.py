@@ -123,6 +123,7 @@ class Inputs:
     straggler: str = "none"
     straggler_scale: float = 0.0
     straggler_absolute: bool = False        # delays not contained in the node rate (injected)
+    straggler_rate_hz: float = 0.0          # straggler="detour": detours per second per node
     ps_apply_bandwidth_Bps: float = 0.0     # server memory rate applying an update (0: free)
     convergence: Convergence | None = None  # updates to the target (None: not modelled);
                                             # its source holds 'momentum' and 'retune'
@@ -255,7 +256,7 @@ def evaluate(inp: Inputs, strategy, workers, groups, servers, batch) -> dict[str
     t_c = np.where(w > 1, b * inp.flop_per_sample / (rate * inp.compute_fraction)
                    + inp.step_overhead_s, t_full)
     wait_mean, wait_best = stragglers.wait_s(inp.straggler, n, t_c, inp.straggler_scale,
-                                             inp.straggler_absolute)
+                                             inp.straggler_absolute, inp.straggler_rate_hz)
     m = inp.param_bytes
     beta = 1.0 / inp.link_bandwidth_Bps
     has_ps = s >= 1
