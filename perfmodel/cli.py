@@ -181,9 +181,16 @@ def _build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--output", "-o", default=None, help="CSV or .parquet (default: CSV on "
                     "stdout)")
     rp = sub.add_parser("reproduce", help="the paper's figures beside the model's",
-                        description="Each published figure beside the model's, with %% error "
-                                    "and whether it was fitted or held out.")
+                        description="Each published figure beside the model's nominal value "
+                                    "and its interval over the Cori presets' uncertain inputs, "
+                                    "with %% error, whether it was fitted, held out or not "
+                                    "scored, and whether it counts as reproduced.",
+                        epilog="example: perfmodel reproduce --set cluster.overlap=true  "
+                               "(what if Intel Caffe had overlapped its per-layer exchange)")
     rp.add_argument("--json", action="store_true")
+    rp.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override both Cori presets (repeatable); the fitted parameter is "
+                         "fitted again under them")
     sub.add_parser("presets", help="list the scenario presets")
     from .harness.scale import add_arguments as scale_args
     from .harness.scale import add_data_arguments

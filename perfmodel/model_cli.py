@@ -122,7 +122,9 @@ def run_sweep(args: argparse.Namespace) -> int:
 def run_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import WIDTH, passed, reproduce, scored
 
-    figs, extra = reproduce()
+    figs, extra = reproduce(args.set)
+    if args.set and not args.json:
+        print("with both presets overridden: " + ", ".join(args.set) + "\n")
     fin = lambda x: x if x == x else None  # noqa: E731  (NaN -> null in JSON)
     if args.json:
         print(json.dumps({"figures": [dict(
@@ -131,7 +133,8 @@ def run_reproduce(args: argparse.Namespace) -> int:
             half_width=fin(f.half_width), inside=f.inside, status=f.status,
             tolerance=f.tolerance, reproduced=passed(f), note=f.note) for f in figs],
             "reproduced": sum(bool(passed(f)) for f in scored(figs)),
-            "scored": len(scored(figs)), **extra}, indent=2, default=float))
+            "scored": len(scored(figs)), "overrides": list(args.set), **extra}, indent=2,
+            default=float))
         return 0
     num = lambda x, u="": "-" if x != x else f"{x:.4g}{u}"  # noqa: E731
     rows = []

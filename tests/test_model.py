@@ -500,3 +500,16 @@ def test_reproduce_scores_by_the_interval_rule(capsys):
     assert main(["reproduce", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["scored"] == len(scored(figs)) and 0 <= d["reproduced"] <= d["scored"]
+
+
+def test_reproduce_under_overrides(capsys):
+    """What-if runs: overrides reach both presets and the fit runs again under them."""
+    from perfmodel.reproduce import reproduce
+
+    base = {f.key: f for f in reproduce()[0]}
+    over, extra = reproduce(["cluster.overlap=true"])
+    over = {f.key: f for f in over}
+    assert over["climate_peak"].predicted > base["climate_peak"].predicted
+    assert over["hep_peak"].predicted == pytest.approx(11.73, rel=1e-6)  # refitted
+    assert main(["reproduce", "--json", "--set", "cluster.overlap=true"]) == 0
+    assert json.loads(capsys.readouterr().out)["overrides"] == ["cluster.overlap=true"]
