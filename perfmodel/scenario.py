@@ -20,7 +20,8 @@ Sections and keys (units in the names; defaults in :data:`SCHEMA`):
   replaces ``node_half_batch``); ``compute_fraction`` (the share of a node's compute left to
   training when several workers run: cores given to communication progress);
   ``bisection_Bps`` (the machine's global bisection bandwidth) and ``group_nodes`` (nodes
-  with full bandwidth among them: a dragonfly group, a fat-tree pod) for the network's taper.
+  with full bandwidth among them: a dragonfly group, a fat-tree pod or leaf switch) for the
+  network's taper, or ``taper`` (a fat-tree oversubscribed t:1 above ``group_nodes``).
 * ``[io]``: ``bytes_per_sample``, ``fs_bandwidth_Bps`` (the shared file system's aggregate
   read bandwidth), ``node_read_Bps`` (one node's, 0: no limit), ``staging`` (none: read from
   the file system every step; node-local: staged once, then read at ``local_read_Bps``),
@@ -81,7 +82,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "straggler": ("str", "none"), "straggler_scale": ("num", 0.0),
         "straggler_rate_hz": ("num", 0.0),
         "node_rate_shape": ("pairs", None), "compute_fraction": ("num", 1.0),
-        "bisection_Bps": ("num", 0.0), "group_nodes": ("int", 0),
+        "bisection_Bps": ("num", 0.0), "group_nodes": ("int", 0), "taper": ("num", 1.0),
     },
     "io": {
         "bytes_per_sample": ("num", 0.0), "fs_bandwidth_Bps": ("num", 0.0),
@@ -243,6 +244,9 @@ def _check_consistency(s: dict, source: str) -> None:
                         "(detours per second per node) and straggler_scale (their duration, s)")
     if c["messages"] is None:  # overlapping as the libraries do it: DDP-style buckets
         c["messages"] = "bucketed" if c["overlap"] else "fused"
+    if c["taper"].low < 1:
+        raise UserError(f"{source}: cluster.taper={c['taper'].low:g} is out of range (allowed "
+                        ">= 1: a fat-tree oversubscribed taper:1; 1 is non-blocking)")
     if not 0 < c["compute_fraction"].low <= c["compute_fraction"].high <= 1:
         raise UserError(f"{source}: cluster.compute_fraction={c['compute_fraction'].high:g} "
                         "is out of range (allowed 0 < f <= 1)")
@@ -578,7 +582,7 @@ UNCERTAIN = [("cluster", "node_flops"), ("cluster", "link_latency_s"),
              ("cluster", "link_bandwidth_Bps"), ("cluster", "straggler_scale"),
              ("cluster", "straggler_rate_hz"),
              ("cluster", "node_half_batch"), ("cluster", "compute_fraction"),
-             ("cluster", "bisection_Bps"), ("io", "bytes_per_sample"),
+             ("cluster", "bisection_Bps"), ("cluster", "taper"), ("io", "bytes_per_sample"),
              ("io", "fs_bandwidth_Bps"), ("io", "local_read_Bps"), ("convergence", "b_noise"),
              ("convergence", "s_min"), ("convergence", "gamma"), ("convergence", "kappa")]
 
@@ -636,6 +640,7 @@ def to_inputs(s: dict, values: dict[tuple[str, str], float] | None = None) -> In
         ps_apply_bandwidth_Bps=get("cluster", "ps_apply_bandwidth_Bps"),
         compute_fraction=get("cluster", "compute_fraction"), nodes=c["nodes"],
         bisection_Bps=get("cluster", "bisection_Bps"), group_nodes=c["group_nodes"],
+        taper=get("cluster", "taper"),
         io_bytes_per_sample=get("io", "bytes_per_sample"),
         io_fs_Bps=get("io", "fs_bandwidth_Bps"), io_node_Bps=get("io", "node_read_Bps"),
         io_staging=io["staging"], io_local_Bps=get("io", "local_read_Bps"),

@@ -412,6 +412,11 @@ def test_taper_slows_collectives_past_a_group_only():
     tapered = evaluate(inp, "sync", 500, 1, 0, 8)
     assert tapered["comm_s"] > fast["comm_s"]
     assert float(tapered["efficiency"]) < float(fast["efficiency"])
+    # a fat-tree 2:1 above 100-node leaves: half the link past a leaf
+    ft = inputs(taper=2.0, group_nodes=100)
+    assert link_bandwidth_Bps(ft, np.array([100, 101])).tolist() == [8e9, 4e9]
+    with pytest.raises(UserError, match="taper=0.5 is out of range"):
+        SC.load("cpu-epyc-hdr-hep", ["cluster.taper=0.5"])
     # a bisection wider than the injection cannot speed anything up
     wide = evaluate(inputs(nodes=1000, bisection_Bps=1e15, group_nodes=100), "sync", 500, 1, 0, 8)
     assert float(wide["step_time_s"]) == pytest.approx(float(fast["step_time_s"]))

@@ -27,7 +27,8 @@ asynchronously (Kurth et al. 2017). For G groups of n = W/G workers at local bat
                whose nodes all send across it at once gets 2 bisection / N per node (half the
                N nodes on either side share the bisection), so the collectives run at
                min(B_link, 2 bisection / N): the taper of a fat-tree or a dragonfly's global
-               links (``bisection_Bps`` = 0: no taper).
+               links (``bisection_Bps`` = 0: no taper). A fat-tree stated as t:1
+               oversubscribed above its leaf switches (``taper``) gives B_link / t.
   I/O          each worker reads b x bytes_per_sample per step: from the shared file system
                (all W at once share its aggregate bandwidth: W b s / B_fs, and no node reads
                faster than its own ``io_node_Bps``) or, staged to node-local storage or
@@ -134,6 +135,7 @@ class Inputs:
     nodes: int = 0                          # the machine's nodes (for the bisection share)
     bisection_Bps: float = 0.0              # global bisection bandwidth (0: no taper)
     group_nodes: int = 0                    # nodes with full bandwidth among them (0: none)
+    taper: float = 1.0                      # fat-tree oversubscription above the group (t:1)
     io_bytes_per_sample: float = 0.0        # bytes a sample reads (0: I/O not modelled)
     io_fs_Bps: float = 0.0                  # shared file system's aggregate read bandwidth
     io_node_Bps: float = 0.0                # one node's read bandwidth from it (0: no limit)
@@ -167,8 +169,12 @@ def link_bandwidth_Bps(inp: Inputs, nodes) -> np.ndarray:
     full-bandwidth group (the taper)."""
     nodes = np.asarray(nodes, float)
     bw = np.full(nodes.shape, float(inp.link_bandwidth_Bps))
+    share = np.inf
     if inp.bisection_Bps > 0 and inp.nodes > 0:
         share = 2.0 * inp.bisection_Bps / inp.nodes
+    if inp.taper > 1:  # a fat-tree oversubscribed taper:1 above its leaf switches
+        share = min(share, inp.link_bandwidth_Bps / inp.taper)
+    if np.isfinite(share):
         bw = np.where(nodes > max(inp.group_nodes, 1), np.minimum(bw, share), bw)
     return bw
 
