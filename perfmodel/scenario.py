@@ -582,7 +582,8 @@ UNCERTAIN = [("cluster", "node_flops"), ("cluster", "link_latency_s"),
              ("cluster", "link_bandwidth_Bps"), ("cluster", "straggler_scale"),
              ("cluster", "straggler_rate_hz"),
              ("cluster", "node_half_batch"), ("cluster", "compute_fraction"),
-             ("cluster", "bisection_Bps"), ("cluster", "taper"), ("io", "bytes_per_sample"),
+             ("cluster", "bisection_Bps"), ("cluster", "taper"),
+             ("cluster", "update_bandwidth_Bps"), ("io", "bytes_per_sample"),
              ("io", "fs_bandwidth_Bps"), ("io", "local_read_Bps"), ("convergence", "b_noise"),
              ("convergence", "s_min"), ("convergence", "gamma"), ("convergence", "kappa")]
 
