@@ -678,6 +678,68 @@ def plan_section(out: Path, preset: str = "cori-knl-hep", epochs: float = 10,
                                 "epochs they cost."})
 
 
+#: one switch at a time on the Perlmutter preset, ResNet-50 at batch 32 per GPU
+SCALE_EFFECTS = {
+    "collective": [("ring", ['cluster.allreduce="ring"']),
+                   ("MPICH's choice", ['cluster.allreduce="auto"']),
+                   ("NCCL's choice", ['cluster.allreduce="nccl"'])],
+    "messages": [("fused, after backward", ['cluster.messages="fused"']),
+                 ("DDP buckets, overlapped", ['cluster.messages="bucketed"',
+                                              "cluster.overlap=true"]),
+                 ("Horovod cycles, overlapped", ['cluster.messages="horovod"',
+                                                 "cluster.overlap=true"])],
+    "taper": [("non-blocking", []),
+              ("fat-tree 2:1 past 32 nodes", ["cluster.taper=2", "cluster.group_nodes=32"]),
+              ("fat-tree 4:1 past 32 nodes", ["cluster.taper=4", "cluster.group_nodes=32"])],
+    "noise": [("none", []),
+              ("exponential 5.8 ms", ['cluster.straggler="exponential"']),
+              ("detours 1 kHz x 25 us", ['cluster.straggler="detour"',
+                                         "cluster.straggler_rate_hz=1000",
+                                         "cluster.straggler_scale=25e-6"])],
+}
+SCALE_EFFECTS_BASE = ['workload.net="resnet50"', "workload.image_size=224",
+                      "training.batch_per_worker=32", 'cluster.straggler="none"']
+
+
+def scale_effects_section(out: Path, preset: str = "perlmutter-gpu-hep") -> Section:
+    """Efficiency against GPUs for ResNet-50 on the preset, one effect at scale switched at a
+    time (model only: each switch's mechanism is in perfmodel/model/throughput.py)."""
+    from .. import scenario as SC
+    from ..model.throughput import evaluate
+
+    plt, _ = _plt()
+    gpus = np.unique(np.round(np.geomspace(4, 7168, 12) / 4) * 4)
+    rows = []
+    for effect, cases in SCALE_EFFECTS.items():
+        for label, sets in cases:
+            s, _ = SC.load(preset, [*SCALE_EFFECTS_BASE, *sets])
+            r = evaluate(SC.to_inputs(s), "sync", gpus, 1, 0, 32)
+            rows += [dict(effect=effect, case=label, gpus=int(g), efficiency=float(e))
+                     for g, e in zip(gpus, r["efficiency"])]
+    df = pd.DataFrame(rows)
+    write_csv(df, out, "scale_effects.csv", 4)
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6), sharey=True)
+    for ax, (effect, part) in zip(axes, df.groupby("effect", sort=False)):
+        for label, d in part.groupby("case", sort=False):
+            ax.plot(d.gpus, d.efficiency, "o-", ms=3, label=label)
+        ax.set(xscale="log", xlabel="GPUs", title=effect, ylim=(0, 1.05))
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("efficiency (sustained)")
+    f = _save(fig, out, "scale_effects.png")
+    return Section("Effects at scale (model)", figures=[f], tables=["scale_effects.csv"],
+                   text=f"ResNet-50 at batch 32 per GPU on the {preset} preset, synchronous, "
+                        "one switch at a time against the preset (NCCL's choice, fused "
+                        "messages, a non-blocking network) without stragglers, which the "
+                        "right panel adds (the preset's 5.8 ms is the delay fitted on Cori, "
+                        "an assumption on this machine). "
+                        "The noise examples are illustrations, not measurements: no preset "
+                        "carries a published noise figure yet.",
+                   captions={f: "Efficiency (sustained throughput over GPUs that never wait) "
+                                "against GPUs. Left to right: the allreduce algorithm, how "
+                                "gradients are sent, the network's taper past 32 nodes, and "
+                                "per-node noise (the slowest of the GPUs sets the step)."})
+
+
 def paper_sections(out: Path) -> list[Section]:
     """The paper's figures beside the model's (deterministic)."""
     from ..reproduce import WIDTH, passed, reproduce, scored
@@ -952,6 +1014,7 @@ def build(out: str | Path, results: list[str | Path], paper: bool = True,
     if paper:
         sections += paper_sections(out)
         sections.append(timeline_section(out))
+        sections.append(scale_effects_section(out))
     if plan:
         sections.append(plan_section(out))
     claims = [c for sec in sections for c in sec.claims]
