@@ -731,7 +731,7 @@ def scale_effects_section(out: Path, preset: str = "perlmutter-gpu-hep") -> Sect
                         "one switch at a time against the preset (NCCL's choice, fused "
                         "messages, a non-blocking network) without stragglers, which the "
                         "right panel adds (the preset's 5.8 ms is the delay fitted on Cori, "
-                        "an assumption on this machine). "
+                        "an assumption on Perlmutter). "
                         "The noise examples are illustrations, not measurements: no preset "
                         "carries a published noise figure yet.",
                    captions={f: "Efficiency (sustained throughput over GPUs that never wait) "
