@@ -29,7 +29,7 @@ def step_timeline(s: dict) -> dict:
     import numpy as np
 
     from .model import timeline as TL
-    from .model.throughput import _allreduce_bytes, evaluate, messages
+    from .model.throughput import evaluate, message_s, messages
 
     inp = SC.to_inputs(s)
     cfg = SC.configuration(s)
@@ -37,18 +37,20 @@ def step_timeline(s: dict) -> dict:
                    cfg["batch"])
     t_c = float(res["compute_s"])
     n = cfg["workers"] / (cfg["workers"] if cfg["strategy"] == "async" else cfg["groups"])
+    servers = cfg["strategy"] != "sync" and cfg["servers"] >= 1  # root's round trip rides along
     if inp.messages == "horovod":  # its buffers follow the cycles: the recurrence records them
         rows: list = []
-        _, total = TL.horovod(np.array([t_c]), lambda q, x: _allreduce_bytes(inp, q, x),
+        _, total = TL.horovod(np.array([t_c]), lambda q, x: message_s(inp, q, x, servers),
                               np.array([n]), inp.blob_bytes, inp.blob_ready, inp.overlap,
                               inp.cycle_s, inp.fusion_bytes, rows=rows)
         comm = float(total[0])
     else:
         nb, ready = messages(inp)
-        costs = [float(_allreduce_bytes(inp, np.array([n]), float(b))[0]) for b in nb]
+        costs = [float(message_s(inp, np.array([n]), float(b), servers)[0]) for b in nb]
         rows = TL.schedule(t_c, costs, nb, ready, inp.overlap)
         comm = float(sum(costs))
     return dict(compute_s=t_c, group_size=n, messages=inp.messages, overlap=inp.overlap,
+                servers=servers,
                 exposed_s=max(0.0, (rows[-1]["end_s"] if rows else t_c) - t_c),
                 communication_s=comm, schedule=rows)
 
@@ -78,8 +80,10 @@ def run_predict(args: argparse.Namespace) -> int:
         tl = p["timeline"]
         rows = tl["schedule"]
         shown = rows if len(rows) <= 12 else rows[:6] + rows[-6:]
+        trip = "; each with the root's server round trip" if tl["servers"] else ""
         print(f"\nstep timeline ({tl['messages']} messages, overlap "
-              f"{'on' if tl['overlap'] else 'off'}; group of {tl['group_size']:g}): compute "
+              f"{'on' if tl['overlap'] else 'off'}; group of {tl['group_size']:g}{trip}): "
+              "compute "
               f"{tl['compute_s'] * 1e3:.2f} ms, communication {tl['communication_s'] * 1e3:.2f}"
               f" ms, exposed after backward {tl['exposed_s'] * 1e3:.2f} ms")
         print(table(["message", "MB", "ready ms", "start ms", "end ms", "exposed ms"],

@@ -200,3 +200,16 @@ batch_per_worker = 32
     b, ready = SC.spread_blobs(100.0, 4)
     assert b.tolist() == [25.0] * 4 and ready.tolist() == pytest.approx(
         [1.0, 1 / 3 + 2 / 3 * 0.75, 1 / 3 + 2 / 3 * 0.5, 1 / 3 + 2 / 3 * 0.25])
+
+
+def test_timeline_of_a_hybrid_run_carries_the_server_round_trip():
+    """perfmodel predict --timeline for a run with servers shows what the model charges: each
+    message with the root's round trip, its exposure equal to the breakdown's comm_s."""
+    from perfmodel.model_cli import step_timeline
+    from perfmodel.predict import predict
+
+    for o in ("false", "true"):
+        s, _ = SC.load("cori-knl-climate", [f"cluster.overlap={o}"])
+        tl = step_timeline(s)
+        assert tl["servers"]
+        assert tl["exposed_s"] == pytest.approx(predict(s)["breakdown"]["comm_s"], rel=1e-9)

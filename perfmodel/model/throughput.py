@@ -199,6 +199,15 @@ def messages(inp: Inputs) -> tuple[np.ndarray, np.ndarray]:
     return timeline.messages(inp.blob_bytes, inp.blob_ready, inp.messages, inp.bucket_bytes)
 
 
+def message_s(inp: Inputs, p, nbytes, servers: bool = False) -> np.ndarray:
+    """One message of the step's timeline, in s: its allreduce among ``p`` workers and, with
+    ``servers``, the group root's push to its server and pull of the new weights."""
+    c = _allreduce_bytes(inp, p, nbytes)
+    if servers:
+        c = c + 2 * (inp.link_latency_s + np.asarray(nbytes, float) / inp.link_bandwidth_Bps)
+    return c
+
+
 UPDATE_PASSES = 5  # SGD with momentum reads weights, gradients, momenta; writes two of them
 
 
@@ -211,11 +220,9 @@ def comm_s(inp: Inputs, p, t_compute, servers: bool = False
     with the blob's server, broadcast), so the round trip overlaps backward as the
     allreduces do."""
     t_c = np.asarray(t_compute, float)
-    beta = 1.0 / inp.link_bandwidth_Bps
 
     def cost(q, x):
-        c = _allreduce_bytes(inp, q, x)
-        return c + 2 * (inp.link_latency_s + np.asarray(x, float) * beta) if servers else c
+        return message_s(inp, q, x, servers)
 
     group = np.broadcast_to(np.asarray(p, float), t_c.shape)
     if inp.messages == "horovod":
