@@ -183,11 +183,10 @@ def _allreduce_bytes(inp: Inputs, p, nbytes: float) -> np.ndarray:
     """One allreduce of ``nbytes`` among ``p`` workers (hierarchical with several devices a
     node)."""
     d = max(inp.devices_per_node, 1)
-    beta = 1.0 / link_bandwidth_Bps(inp, np.ceil(np.asarray(p, float) / d))
+    nodes = np.ceil(np.asarray(p, float) / d)
+    beta = 1.0 / link_bandwidth_Bps(inp, nodes)
     gamma = 1.0 / inp.reduce_bandwidth_Bps if inp.reduce_bandwidth_Bps > 0 else 0.0
-    if inp.devices_per_node > 1:
-        d = inp.devices_per_node
-        nodes = np.ceil(np.asarray(p, float) / d)
+    if d > 1:
         return collectives.hierarchical_allreduce_s(
             inp.allreduce, nodes, np.minimum(p, d), nbytes, inp.link_latency_s, beta,
             inp.intra_latency_s, 1.0 / inp.intra_bandwidth_Bps, gamma)
@@ -265,9 +264,9 @@ def evaluate(inp: Inputs, strategy, workers, groups, servers, batch) -> dict[str
     s = np.where(code == 0, 0.0, s)
     n = w / g
     rate = inp.rate(b)
-    t_full = b * inp.flop_per_sample / rate + inp.step_overhead_s
-    t_c = np.where(w > 1, b * inp.flop_per_sample / (rate * inp.compute_fraction)
-                   + inp.step_overhead_s, t_full)
+    compute = b * inp.flop_per_sample / rate
+    t_full = compute + inp.step_overhead_s  # the whole node's
+    t_c = np.where(w > 1, compute / inp.compute_fraction, compute) + inp.step_overhead_s
     wait_mean, wait_best = stragglers.wait_s(inp.straggler, n, t_c, inp.straggler_scale,
                                              inp.straggler_absolute, inp.straggler_rate_hz)
     m = inp.param_bytes
@@ -289,12 +288,12 @@ def evaluate(inp: Inputs, strategy, workers, groups, servers, batch) -> dict[str
     for tag, wait in (("", wait_mean), ("peak_", wait_best)):
         alone = t_c + wait + t_ar + upd + np.where(has_ps, apply_s, 0.0)
         # closed system of G groups sharing the busiest server: asymptotic bound
-        t = np.maximum(alone, np.where(has_ps, g * busy, 0.0))
-        t = np.maximum(t, t_io) if inp.io_prefetch else t + t_io
+        no_io = np.maximum(alone, np.where(has_ps, g * busy, 0.0))
+        t = np.maximum(no_io, t_io) if inp.io_prefetch else no_io + t_io
         out[tag + "step_time_s"] = t
         if not tag:
-            out["io_s"] = t - np.maximum(alone, np.where(has_ps, g * busy, 0.0))
-            out["ps_s"] = t - out["io_s"] - (t_c + wait + t_ar + upd)
+            out["io_s"] = t - no_io
+            out["ps_s"] = no_io - (t_c + wait + t_ar + upd)
     t = out["step_time_s"]
     samples = w * b / t
     out.update(compute_s=t_c, comm_s=t_ar, update_s=upd + 0 * t, straggler_s=wait_mean,
