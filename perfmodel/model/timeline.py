@@ -106,6 +106,9 @@ def exposed(t_compute, cost: Callable[[np.ndarray, float], np.ndarray], group_si
     return np.maximum(end - t_c, 0.0), total
 
 
+CHUNK = 1 << 15  # configurations per pass of the Horovod recurrence
+
+
 def horovod(t_compute, cost: Callable[[np.ndarray, np.ndarray], np.ndarray], group_size,
             blob_bytes, blob_ready, overlap: bool, cycle_s: float = HOROVOD_CYCLE_S,
             fusion_bytes: float = HOROVOD_FUSION_BYTES, rows: list | None = None
@@ -125,7 +128,7 @@ def horovod(t_compute, cost: Callable[[np.ndarray, np.ndarray], np.ndarray], gro
     ready = np.ones(len(size)) if blob_ready is None else np.asarray(blob_ready, float)
     order = np.argsort(ready, kind="stable")
     size, ready = size[order], (ready[order] if overlap else np.ones(len(size)))
-    if t_c.size > CHUNK and rows is None:  # chunks that stay in cache: ~3x faster at 10^6
+    if t_c.size > CHUNK and rows is None:  # chunks that stay in cache: 11 -> 7 s at 10^6
         flat_t, flat_p = t_c.reshape(-1), p.reshape(-1)
         exp, tot = np.empty(flat_t.size), np.empty(flat_t.size)
         for i in range(0, flat_t.size, CHUNK):
@@ -135,8 +138,6 @@ def horovod(t_compute, cost: Callable[[np.ndarray, np.ndarray], np.ndarray], gro
         return exp.reshape(t_c.shape), tot.reshape(t_c.shape)
     return _horovod(t_c, p, cost, size, ready, cycle_s, fusion_bytes, rows)
 
-
-CHUNK = 1 << 15
 
 
 def _horovod(t_c, p, cost, size, ready, cycle_s, fusion_bytes, rows):
