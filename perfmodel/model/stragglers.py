@@ -66,6 +66,14 @@ def _harmonic(n: np.ndarray) -> np.ndarray:
     return np.where(n <= 64, small, big)
 
 
+def _normal_max(n) -> tuple[np.ndarray, np.ndarray]:
+    """(expected maximum, PEAK_QUANTILE quantile of the maximum) of n standard normals: Blom's
+    approximation, Phi^-1((n - 0.375) / (n + 0.25)), and Phi^-1(q^(1/n)); 0 for n = 1."""
+    n = np.asarray(n, float)
+    return (np.where(n > 1, norm_ppf((n - 0.375) / (n + 0.25)), 0.0),
+            np.where(n > 1, norm_ppf(PEAK_QUANTILE ** (1.0 / n)), 0.0))
+
+
 def _poisson_max(lam: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(E[max], PEAK_QUANTILE quantile of the max) of n independent Poisson(lam) counts."""
     lam, n = (np.array(a, dtype=float) for a in np.broadcast_arrays(  # own contiguous copies
@@ -73,8 +81,7 @@ def _poisson_max(lam: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray
     mean, best = np.empty(lam.shape), np.empty(lam.shape)
     big = lam > 200
     sd = np.sqrt(np.maximum(lam, 1e-300))
-    e_n = np.where(n > 1, norm_ppf((n - 0.375) / (n + 0.25)), 0.0)
-    q_n = np.where(n > 1, norm_ppf(PEAK_QUANTILE ** (1.0 / n)), 0.0)
+    e_n, q_n = _normal_max(n)
     mean[big] = lam[big] + sd[big] * e_n[big]
     best[big] = np.maximum(lam[big] + sd[big] * q_n[big], 0.0)
     idx = np.flatnonzero(~big.reshape(-1))
@@ -134,8 +141,7 @@ def wait_s(distribution: str, n, compute_s, scale: float, absolute: bool = False
         mean = scale * _harmonic(n) - base
         best = np.maximum(-scale * np.log1p(-PEAK_QUANTILE ** (1.0 / n)) - base, 0.0)
         return mean + 0 * compute_s, best + 0 * compute_s
-    e_n = np.where(n > 1, norm_ppf((n - 0.375) / (n + 0.25)), 0.0)
-    q_n = np.where(n > 1, norm_ppf(PEAK_QUANTILE ** (1.0 / n)), 0.0)
+    e_n, q_n = _normal_max(n)
     if distribution == "normal":
         return compute_s * scale * e_n, compute_s * scale * np.maximum(q_n, 0)
     if distribution == "lognormal":
