@@ -17,7 +17,8 @@ Sections and keys (units in the names; defaults in :data:`SCHEMA`):
   ``straggler_scale`` (detour: one detour's duration, with ``straggler_rate_hz`` detours per
   second per node); ``node_rate_shape``, a list of ``[batch, rate relative to the rate at
   node_batch]`` pairs (a measured rate-vs-batch shape, interpolated in log2 batch; it
-  replaces ``node_half_batch``); ``compute_fraction`` (the share of a node's compute left to
+  replaces ``node_half_batch``), or ``[batch, rate A, rate B]`` rows when the measurement
+  reads two ways (every prediction takes both, as an interval; A is nominal); ``compute_fraction`` (the share of a node's compute left to
   training when several workers run: cores given to communication progress);
   ``bisection_Bps`` (the machine's global bisection bandwidth) and ``group_nodes`` (nodes
   with full bandwidth among them: a dragonfly group, a fat-tree pod or leaf switch) for the
@@ -149,16 +150,19 @@ def _num(where: str, v: Any) -> Interval:
                     f"got {v!r}")
 
 
-def _pairs(where: str, v: Any) -> tuple[tuple[float, float], ...]:
+def _pairs(where: str, v: Any) -> tuple[tuple[float, ...], ...]:
+    """Rows ``[batch, relative rate]``, or ``[batch, rate in reading A, rate in reading B]``
+    when a measurement can be read two ways (every row the same length)."""
     ok = isinstance(v, list) and len(v) >= 2 and all(
-        isinstance(r, list) and len(r) == 2 and all(
+        isinstance(r, list) and len(r) in (2, 3) and len(r) == len(v[0]) and all(
             isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in r)
         for r in v)
     if not ok:
-        raise UserError(f"{where}: expected at least two [batch, relative rate] pairs of "
-                        f"positive numbers, got {v!r}")
-    rows = sorted((float(a), float(b)) for a, b in v)
-    if len({a for a, _ in rows}) != len(rows):
+        raise UserError(f"{where}: expected at least two [batch, relative rate] pairs (or "
+                        f"[batch, rate A, rate B] rows, all alike) of positive numbers, "
+                        f"got {v!r}")
+    rows = sorted(tuple(float(x) for x in r) for r in v)
+    if len({r[0] for r in rows}) != len(rows):
         raise UserError(f"{where}: a batch appears twice in {v!r}")
     return tuple(rows)
 
@@ -218,6 +222,10 @@ def validate(raw: dict, source: str = "scenario") -> dict[str, dict[str, Any]]:
                 raise UserError(f"{where}={v} is out of range (allowed >= 0)")
             vals[k] = v
         out[sec] = vals
+    shape = out["cluster"]["node_rate_shape"]
+    # derived: which reading of a two-reading shape (0: the first, nominal; 1: the second)
+    out["cluster"]["node_rate_reading"] = Interval(
+        0.0, 0.0, 1.0 if shape is not None and len(shape[0]) == 3 else 0.0)
     _check_consistency(out, source)
     return out
 
@@ -549,7 +557,8 @@ def _net_ledger(net: str, image_size: int | None, image_width: int | None,
     return float(led.train_flop), blobs, str(getattr(model, "name", net)), ready
 
 
-def _node_rate(c: dict, flops: float, w: dict | None = None) -> NodeRate:
+def _node_rate(c: dict, flops: float, w: dict | None = None,
+               reading: float = 0.0) -> NodeRate:
     if c["node_profile"] is not None:
         df = _read_profile("node_profile", c["node_profile"])
         rows = df[(df.what == "step") & (df.metric == "flop_rate")
@@ -569,7 +578,8 @@ def _node_rate(c: dict, flops: float, w: dict | None = None) -> NodeRate:
         return NodeRate(ref_flops=float(steps.loc[ref]), ref_batch=float(ref), batches=b,
                         flops=steps.to_numpy(float))
     if c["node_rate_shape"] is not None:  # a measured shape around the stated rate
-        b, r = (np.array(x, float) for x in zip(*c["node_rate_shape"]))
+        cols = [np.array(x, float) for x in zip(*c["node_rate_shape"])]
+        b, r = cols[0], cols[min(1 + round(reading), len(cols) - 1)]
         at_ref = np.interp(np.log2(c["node_batch"]), np.log2(b), r)
         return NodeRate(ref_flops=flops, ref_batch=float(c["node_batch"]), batches=b,
                         flops=flops * r / at_ref)
@@ -580,7 +590,7 @@ def _node_rate(c: dict, flops: float, w: dict | None = None) -> NodeRate:
 
 UNCERTAIN = [("cluster", "node_flops"), ("cluster", "link_latency_s"),
              ("cluster", "link_bandwidth_Bps"), ("cluster", "straggler_scale"),
-             ("cluster", "straggler_rate_hz"),
+             ("cluster", "straggler_rate_hz"), ("cluster", "node_rate_reading"),
              ("cluster", "node_half_batch"), ("cluster", "compute_fraction"),
              ("cluster", "bisection_Bps"), ("cluster", "taper"),
              ("cluster", "update_bandwidth_Bps"), ("io", "bytes_per_sample"),
@@ -619,7 +629,8 @@ def to_inputs(s: dict, values: dict[tuple[str, str], float] | None = None) -> In
     ready = workload_blob_ready(s["workload"])
     if ready is None and c["overlap"]:  # bare params: spread them evenly over backward
         blobs, ready = spread_blobs(float(blobs.sum()))
-    rate = _node_rate(c, get("cluster", "node_flops") or 0.0, s["workload"])
+    rate = _node_rate(c, get("cluster", "node_flops") or 0.0, s["workload"],
+                      get("cluster", "node_rate_reading"))
     if c["node_profile"] is None and c["node_rate_shape"] is None:
         rate.half_batch = get("cluster", "node_half_batch")
     io = s["io"]
