@@ -15,7 +15,8 @@ Sections and keys (units in the names; defaults in :data:`SCHEMA`):
   ``reduce_bandwidth_Bps``,
   ``ps_apply_bandwidth_Bps``, ``straggler`` (none, exponential, normal, lognormal, detour) and
   ``straggler_scale`` (detour: one detour's duration, with ``straggler_rate_hz`` detours per
-  second per node); ``node_rate_shape``, a list of ``[batch, rate relative to the rate at
+  second per node; unset, both take a published OS-noise measurement, about 1.04 kHz x
+  5.2 us: :func:`perfmodel.model.stragglers.detour_default`); ``node_rate_shape``, a list of ``[batch, rate relative to the rate at
   node_batch]`` pairs (a measured rate-vs-batch shape, interpolated in log2 batch; it
   replaces ``node_half_batch``), or ``[batch, rate A, rate B]`` rows when the measurement
   reads two ways (every prediction takes both, as an interval; A is nominal); ``compute_fraction`` (the share of a node's compute left to
@@ -80,8 +81,8 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "bucket_bytes": ("num", float(25 * 2**20)), "cycle_s": ("num", 1e-3),
         "fusion_bytes": ("num", float(128 * 2**20)), "update_bandwidth_Bps": ("num", 0.0),
         "reduce_bandwidth_Bps": ("num", 0.0), "ps_apply_bandwidth_Bps": ("num", 0.0),
-        "straggler": ("str", "none"), "straggler_scale": ("num", 0.0),
-        "straggler_rate_hz": ("num", 0.0),
+        "straggler": ("str", "none"), "straggler_scale": ("num", None),
+        "straggler_rate_hz": ("num", None),
         "node_rate_shape": ("pairs", None), "compute_fraction": ("num", 1.0),
         "bisection_Bps": ("num", 0.0), "group_nodes": ("int", 0), "taper": ("num", 1.0),
     },
@@ -230,6 +231,32 @@ def validate(raw: dict, source: str = "scenario") -> dict[str, dict[str, Any]]:
     return out
 
 
+def _straggler_defaults(c: dict, source: str) -> None:
+    """Fill straggler_scale and straggler_rate_hz: 0 unless given, except for ``detour``,
+    whose unset values take the published measurement of :func:`stragglers.detour_default`."""
+    from .model import stragglers
+
+    rate_hz, detour_s = stragglers.detour_default()
+    detour = c["straggler"] == "detour"
+    for key, default in (("straggler_rate_hz", rate_hz), ("straggler_scale", detour_s)):
+        if c[key] is None:
+            v = default if detour else 0.0
+            c[key] = Interval(v, v, v)
+    if not detour:
+        return
+    if not c["straggler_rate_hz"].low > 0:
+        raise UserError(f"{source}: cluster.straggler_rate_hz={c['straggler_rate_hz'].low:g} is "
+                        "out of range for straggler='detour' (allowed > 0 detours per second "
+                        f"per node; unset: {rate_hz:.4g}, osnoise's published measurement)")
+    busy = c["straggler_rate_hz"].high * c["straggler_scale"].high
+    if not busy < 1:
+        raise UserError(f"{source}: cluster.straggler='detour' with straggler_rate_hz="
+                        f"{c['straggler_rate_hz'].high:g} and straggler_scale="
+                        f"{c['straggler_scale'].high:g} s spends {busy:.0%} of the time in "
+                        "detours (allowed < 100%; straggler_scale is one detour's duration, "
+                        f"unset: {detour_s:.3g} s)")
+
+
 def _check_consistency(s: dict, source: str) -> None:
     c, w, t = s["cluster"], s["workload"], s["training"]
     if (c["node_flops"] is None) == (c["node_profile"] is None):
@@ -247,9 +274,7 @@ def _check_consistency(s: dict, source: str) -> None:
             raise UserError(f"{source}: cluster.node_peak_flops is required (or a "
                             "node_profile that measured it)")
         c["node_peak_flops"] = _peak_from_profile(c["node_profile"])
-    if c["straggler"] == "detour" and not c["straggler_rate_hz"].low > 0:
-        raise UserError(f"{source}: cluster.straggler='detour' needs straggler_rate_hz > 0 "
-                        "(detours per second per node) and straggler_scale (their duration, s)")
+    _straggler_defaults(c, source)
     if c["messages"] is None:  # overlapping as the libraries do it: DDP-style buckets
         c["messages"] = "bucketed" if c["overlap"] else "fused"
     if c["taper"].low < 1:

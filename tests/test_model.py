@@ -126,12 +126,31 @@ def test_detour_wait_grows_with_nodes_and_compute():
     assert longer > waits[2]
     absolute = float(S.wait_s("detour", 1, 0.1, d, absolute=True, rate_hz=f)[0])
     assert absolute == pytest.approx(d * f * 0.1, rel=0.01)  # one node: the mean itself
-    with pytest.raises(UserError, match="needs straggler_rate_hz > 0"):
-        SC.load("cpu-epyc-hdr-hep", ["cluster.straggler='detour'"])
+    with pytest.raises(UserError, match="spends 602% of the time in detours"):
+        SC.load("cpu-epyc-hdr-hep", ["cluster.straggler='detour'"])  # the preset's 5.8 ms
+    with pytest.raises(UserError, match="straggler_rate_hz=0 is out of range"):
+        SC.load("cpu-epyc-hdr-hep", ["cluster.straggler='detour'", "cluster.straggler_rate_hz=0",
+                                     "cluster.straggler_scale=25e-6"])
     s, _ = SC.load("cpu-epyc-hdr-hep", ["cluster.straggler='detour'",
                                         "cluster.straggler_rate_hz=1000",
                                         "cluster.straggler_scale=25e-6"])
     assert predict(s)["breakdown"]["straggler_s"] > 0
+
+
+def test_detour_default_is_the_published_osnoise_measurement():
+    """Unset, a detour's rate and duration are osnoise's example, pooled over its 4 CPUs:
+    1,139,012 us of noise in 220,572 interferences over 4 x 53.1 s."""
+    rate_hz, detour_s = S.detour_default()
+    assert rate_hz == pytest.approx(220572 / (4 * 53.1))
+    assert detour_s == pytest.approx(1139012e-6 / 220572)
+    assert rate_hz * detour_s == pytest.approx(1139012e-6 / (4 * 53.1))  # 0.54% of the time
+    raw, _ = SC._read("cpu-epyc-hdr-hep")
+    raw["cluster"].pop("straggler_scale")
+    raw["cluster"]["straggler"] = "detour"
+    c = SC.validate(raw)["cluster"]
+    assert (c["straggler_rate_hz"].nominal, c["straggler_scale"].nominal) == (rate_hz, detour_s)
+    raw["cluster"]["straggler"] = "exponential"  # other distributions: no delay unless given
+    assert SC.validate(raw)["cluster"]["straggler_scale"].nominal == 0.0
 
 
 def test_norm_ppf():
