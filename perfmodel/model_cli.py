@@ -266,6 +266,7 @@ def run_plan(args: argparse.Namespace) -> int:
     chosen = PL.recommend(feasible, deadline)
     front = PL.pareto(feasible)
     pred = PL.chosen_prediction(s, chosen)
+    t_lo, t_hi = PL.time_interval_s(s, chosen, PL.Target(args.epochs, args.target_loss), pred)
     reasons = PL.why_not(feasible, chosen)
     if args.output:
         front.to_csv(args.output, index=False)
@@ -284,6 +285,8 @@ def run_plan(args: argparse.Namespace) -> int:
                           "recommended": {k: (v.item() if hasattr(v, "item") else v)
                                           for k, v in chosen.items()},
                           "prediction": pred, "why_not": reasons,
+                          "time_interval_s": [t_lo, t_hi],
+                          "meets_deadline_at_high": (t_hi <= deadline) if deadline else None,
                           "pareto": front.to_dict("records")}, indent=2, default=float))
         return 0
     if default is not None:
@@ -301,6 +304,16 @@ def run_plan(args: argparse.Namespace) -> int:
           f"{PL._dur(chosen.time_s)}, {chosen.node_hours:.4g} node-hours; step "
           f"{pred['step_time_s'] * 1e3:.2f} ms [{lo * 1e3:.2f}, {hi * 1e3:.2f}] = "
           + ", ".join(f"{k[:-2]} {v * 1e3:.2f} ms" for k, v in pred["breakdown"].items()))
+    thr = pred["throughput_samples_per_s"]
+    thr_lo, thr_hi = pred["interval"]["throughput_samples_per_s"]
+    print(f"time to solution over the uncertain inputs: [{PL._dur(t_lo)}, {PL._dur(t_hi)}]"
+          + ("" if args.target_loss else
+             f" (the throughput's alone: [{PL._dur(chosen.time_s * thr / thr_hi)}, "
+             f"{PL._dur(chosen.time_s * thr / thr_lo)}]; the rest: the epochs the convergence "
+             "assumptions charge)")
+          + (f"; at the high end it {'meets' if t_hi <= deadline else 'misses'} the deadline "
+             f"{PL._dur(deadline)} (the plan is chosen at the nominal inputs)" if deadline
+             else ""))
     print("why the others lose:")
     for line in reasons:
         print(f"  {line}")

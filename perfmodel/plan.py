@@ -139,6 +139,30 @@ def epoch_factor(s: dict, grid: dict[str, np.ndarray]) -> np.ndarray:
     return model.epoch_factor(w / g * np.asarray(grid["batch"], float), tau, mu)
 
 
+def time_interval_s(s: dict, r: pd.Series, target: Target, pred: dict) -> tuple[float, float]:
+    """(low, high) time to solution in s of configuration ``r`` over every corner of the
+    scenario's uncertain inputs: its predicted throughput interval (``pred``, from
+    :func:`chosen_prediction`) and, for an epochs target, the epoch factor at each corner of
+    the convergence assumptions (they do not change the throughput, so the extremes pair)."""
+    if target.loss:
+        lo, hi = pred["interval"]["time_to_target_s"]
+        return float(lo), float(hi)
+    import copy
+
+    grid = {"strategy": [list(STRATEGIES).index(r.strategy)], "workers": [r.workers],
+            "groups": [r.groups], "batch": [r.batch_per_worker]}
+    factors = set()
+    for v in {tuple((k, x) for k, x in v.items() if k[0] == "convergence" and x is not None)
+              for v in SC.corners(s)}:
+        s2 = copy.deepcopy(s)
+        for (sec, key), x in v:
+            s2[sec][key] = SC.Interval(x, x, x)
+        factors.add(float(epoch_factor(s2, grid)[0]))
+    samples = target.epochs * s["workload"]["dataset_samples"]
+    thr_lo, thr_hi = pred["interval"]["throughput_samples_per_s"]
+    return samples * min(factors) / thr_hi, samples * max(factors) / thr_lo
+
+
 #: configurations evaluated at once: the model's temporaries stay in the tens of MB
 CHUNK = 1 << 18
 #: how many of the feasible configurations a search keeps beyond the Pareto front and the

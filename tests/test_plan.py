@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from perfmodel import plan as PL
 from perfmodel import scenario as SC
 from perfmodel.cli import main
+from perfmodel.model.throughput import evaluate
 
 
 def test_kendall_tau():
@@ -58,6 +60,40 @@ def test_plan_cli_json_and_slurm(tmp_path, capsys):
     assert main(["plan", "cori-knl-hep", "--set", "cluster.nodes=16", "--epochs", "1",
                  "--emit-slurm", str(script), "--command", "python train.py"]) == 0
     assert "srun -n" in script.read_text() and "python train.py" in script.read_text()
+
+
+def test_time_interval_brackets_the_plan_and_pairs_the_extremes(capsys):
+    """The recommendation's time over every corner: the nominal lies inside; the throughput's
+    extremes pair with the epoch factor's (they depend on disjoint inputs); the CLI prints
+    the same interval and says whether its high end meets the deadline."""
+    s, _ = SC.load_for_plan("cori-knl-hep", ["cluster.nodes=256"])
+    target = PL.Target(epochs=1)
+    feasible, _ = PL.search(s, target, None, 3600.0, None)
+    r = PL.recommend(feasible, 3600.0)
+    pred = PL.chosen_prediction(s, r)
+    lo, hi = PL.time_interval_s(s, r, target, pred)
+    assert lo <= r.time_s <= hi and lo < hi
+    # brute force: every corner, its epoch factor and its throughput together
+    grid = {"strategy": [list(PL.STRATEGIES).index(r.strategy)], "workers": [r.workers],
+            "groups": [r.groups], "batch": [r.batch_per_worker]}
+    times = []
+    for v in SC.corners(s):
+        s2 = {sec: dict(vals) for sec, vals in s.items()}
+        for (sec, key), x in v.items():
+            if x is not None:
+                s2[sec][key] = SC.Interval(x, x, x)
+        s2["training"].update(strategy=r.strategy, workers=int(r.workers),
+                              groups=int(r.groups), param_servers=int(r.param_servers),
+                              batch_per_worker=int(r.batch_per_worker), global_batch=None)
+        thr = float(np.asarray(evaluate(SC.to_inputs(s2, v), **SC.configuration(s2))
+                               ["throughput_samples_per_s"]).reshape(-1)[0])
+        times.append(s["workload"]["dataset_samples"] * PL.epoch_factor(s2, grid)[0] / thr)
+    assert (min(times), max(times)) == pytest.approx((lo, hi), rel=1e-9)
+    assert main(["plan", "cori-knl-hep", "--set", "cluster.nodes=256", "--epochs", "1",
+                 "--deadline", "1h"]) == 0
+    out = capsys.readouterr().out
+    assert f"[{PL._dur(lo)}, {PL._dur(hi)}]" in out
+    assert ("at the high end it misses" in out) == (hi > 3600)
 
 
 @pytest.mark.parametrize("argv,match", [
