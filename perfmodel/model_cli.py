@@ -304,13 +304,11 @@ def run_plan(args: argparse.Namespace) -> int:
           f"{PL._dur(chosen.time_s)}, {chosen.node_hours:.4g} node-hours; step "
           f"{pred['step_time_s'] * 1e3:.2f} ms [{lo * 1e3:.2f}, {hi * 1e3:.2f}] = "
           + ", ".join(f"{k[:-2]} {v * 1e3:.2f} ms" for k, v in pred["breakdown"].items()))
-    thr = pred["throughput_samples_per_s"]
-    thr_lo, thr_hi = pred["interval"]["throughput_samples_per_s"]
+    a_lo, a_hi = PL.throughput_time_interval_s(chosen, pred)
     print(f"time to solution over the uncertain inputs: [{PL._dur(t_lo)}, {PL._dur(t_hi)}]"
           + ("" if args.target_loss else
-             f" (the throughput's alone: [{PL._dur(chosen.time_s * thr / thr_hi)}, "
-             f"{PL._dur(chosen.time_s * thr / thr_lo)}]; the rest: the epochs the convergence "
-             "assumptions charge)")
+             f" (the throughput's alone: [{PL._dur(a_lo)}, {PL._dur(a_hi)}]; the rest: the "
+             "epochs the convergence assumptions charge)")
           + (f"; at the high end it {'meets' if t_hi <= deadline else 'misses'} the deadline "
              f"{PL._dur(deadline)} (the plan is chosen at the nominal inputs)" if deadline
              else ""))

@@ -139,6 +139,15 @@ def epoch_factor(s: dict, grid: dict[str, np.ndarray]) -> np.ndarray:
     return model.epoch_factor(w / g * np.asarray(grid["batch"], float), tau, mu)
 
 
+def throughput_time_interval_s(r: pd.Series, pred: dict) -> tuple[float, float]:
+    """(low, high) time to solution in s of configuration ``r`` over the corners of the
+    throughput's uncertain inputs alone, at its nominal epochs (``pred``: from
+    :func:`chosen_prediction`)."""
+    thr = pred["throughput_samples_per_s"]
+    thr_lo, thr_hi = pred["interval"]["throughput_samples_per_s"]
+    return float(r.time_s * thr / thr_hi), float(r.time_s * thr / thr_lo)
+
+
 def time_interval_s(s: dict, r: pd.Series, target: Target, pred: dict) -> tuple[float, float]:
     """(low, high) time to solution in s of configuration ``r`` over every corner of the
     scenario's uncertain inputs: its predicted throughput interval (``pred``, from

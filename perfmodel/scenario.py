@@ -16,10 +16,11 @@ Sections and keys (units in the names; defaults in :data:`SCHEMA`):
   ``ps_apply_bandwidth_Bps``, ``straggler`` (none, exponential, normal, lognormal, detour) and
   ``straggler_scale`` (detour: one detour's duration, with ``straggler_rate_hz`` detours per
   second per node; unset, both take a published OS-noise measurement, about 1.04 kHz x
-  5.2 us: :func:`perfmodel.model.stragglers.detour_default`); ``node_rate_shape``, a list of ``[batch, rate relative to the rate at
-  node_batch]`` pairs (a measured rate-vs-batch shape, interpolated in log2 batch; it
-  replaces ``node_half_batch``), or ``[batch, rate A, rate B]`` rows when the measurement
-  reads two ways (every prediction takes both, as an interval; A is nominal); ``compute_fraction`` (the share of a node's compute left to
+  5.2 us: :func:`perfmodel.model.stragglers.detour_default`); ``node_rate_shape``, a list
+  of ``[batch, rate relative to the rate at node_batch]`` pairs (a measured rate-vs-batch
+  shape, interpolated in log2 batch; it replaces ``node_half_batch``), or ``[batch, rate A,
+  rate B]`` rows when the measurement reads two ways (every prediction takes both, as an
+  interval; A is nominal); ``compute_fraction`` (the share of a node's compute left to
   training when several workers run: cores given to communication progress);
   ``bisection_Bps`` (the machine's global bisection bandwidth) and ``group_nodes`` (nodes
   with full bandwidth among them: a dragonfly group, a fat-tree pod or leaf switch) for the

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..model.stragglers import detour_default
 from ..results import ResultsError, read_results
 from ..ui import UserError
 
@@ -661,8 +662,7 @@ def plan_section(out: Path, preset: str = "cori-knl-hep", epochs: float = 10,
     target = PL.Target(epochs=epochs)
     pred = PL.chosen_prediction(s, chosen)
     t_lo, t_hi = PL.time_interval_s(s, chosen, target, pred)
-    thr, (thr_lo, thr_hi) = (pred["throughput_samples_per_s"],
-                             pred["interval"]["throughput_samples_per_s"])
+    a_lo, a_hi = PL.throughput_time_interval_s(chosen, pred)
     ax.errorbar([chosen.time_s], [chosen.node_hours], xerr=[[chosen.time_s - t_lo],
                 [t_hi - chosen.time_s]], color="red", lw=1, capsize=3, zorder=4)
     ax.scatter([chosen.time_s], [chosen.node_hours], marker="*", s=200, color="red",
@@ -680,8 +680,7 @@ def plan_section(out: Path, preset: str = "cori-knl-hep", epochs: float = 10,
                         f" {chosen.node_hours:.4g} node-hours, chosen at the preset's "
                         f"nominal inputs; over every corner of its uncertain inputs it takes "
                         f"{PL._dur(t_lo)} to {PL._dur(t_hi)} (the throughput's inputs "
-                        f"alone: {PL._dur(chosen.time_s * thr / thr_hi)} to "
-                        f"{PL._dur(chosen.time_s * thr / thr_lo)}; the rest is the epochs "
+                        f"alone: {PL._dur(a_lo)} to {PL._dur(a_hi)}; the rest is the epochs "
                         f"the convergence assumptions charge), so it "
                         f"{'meets' if t_hi <= deadline_s else 'can miss'} the deadline. "
                         f"Why the others lose: {why}.",
@@ -693,6 +692,8 @@ def plan_section(out: Path, preset: str = "cori-knl-hep", epochs: float = 10,
                                 "epochs they cost."})
 
 
+#: the published OS-noise measurement behind the detour default (perfmodel.model.stragglers)
+_OS_RATE_HZ, _OS_DETOUR_S = detour_default()
 #: one switch at a time on the Perlmutter preset, ResNet-50 at batch 32 per GPU
 SCALE_EFFECTS = {
     "collective": [("ring", ['cluster.allreduce="ring"']),
@@ -709,8 +710,8 @@ SCALE_EFFECTS = {
     "noise": [("none", []),
               ("exponential 5.8 ms", ['cluster.straggler="exponential"']),
               ("OS noise as osnoise measured it", ['cluster.straggler="detour"',
-                                                   "cluster.straggler_rate_hz={rate_hz!r}",
-                                                   "cluster.straggler_scale={detour_s!r}"]),
+                                                   f"cluster.straggler_rate_hz={_OS_RATE_HZ!r}",
+                                                   f"cluster.straggler_scale={_OS_DETOUR_S!r}"]),
               ("detours 1 kHz x 25 us", ['cluster.straggler="detour"',
                                          "cluster.straggler_rate_hz=1000",
                                          "cluster.straggler_scale=25e-6"])],
@@ -725,15 +726,11 @@ def scale_effects_section(out: Path, preset: str = "perlmutter-gpu-hep") -> Sect
     from .. import scenario as SC
     from ..model.throughput import evaluate
 
-    from ..model.stragglers import detour_default
-
     plt, _ = _plt()
     gpus = np.unique(np.round(np.geomspace(4, 7168, 12) / 4) * 4)
-    rate_hz, detour_s = detour_default()
     rows = []
     for effect, cases in SCALE_EFFECTS.items():
         for label, sets in cases:
-            sets = [x.format(rate_hz=rate_hz, detour_s=detour_s) for x in sets]
             s, _ = SC.load(preset, [*SCALE_EFFECTS_BASE, *sets])
             r = evaluate(SC.to_inputs(s), "sync", gpus, 1, 0, 32)
             rows += [dict(effect=effect, case=label, gpus=int(g), efficiency=float(e))
@@ -755,8 +752,8 @@ def scale_effects_section(out: Path, preset: str = "perlmutter-gpu-hep") -> Sect
                         "right panel adds (the preset's 5.8 ms is the delay fitted on Cori, "
                         "an assumption on Perlmutter). "
                         "Noise as osnoise measured it is the detour default, a published "
-                        f"measurement on a stock Linux machine ({rate_hz / 1e3:.2f} kHz x "
-                        f"{detour_s * 1e6:.1f} us per CPU, taken as the node's; see "
+                        f"measurement on a stock Linux machine ({_OS_RATE_HZ / 1e3:.2f} kHz x "
+                        f"{_OS_DETOUR_S * 1e6:.1f} us per CPU, taken as the node's; see "
                         "perfmodel/model/stragglers.py); the 25 us detours are an "
                         "illustration, not a measurement.",
                    captions={f: "Efficiency (sustained throughput over GPUs that never wait) "
