@@ -54,7 +54,7 @@ localhost: $(STAMP)
 	$(PM) predict localhost
 
 # Time to a target loss, measured and predicted (~10 min here): calibration runs fit the
-# convergence model, held-out timed runs test it (perfmodel/converge.py).
+# convergence model, held-out timed runs test it (perfmodel/harness/convergence_runs.py, perfmodel/judge/converge.py).
 CONV ?= results/convergence
 .PHONY: convergence
 convergence: $(STAMP)

@@ -5,7 +5,7 @@ output shape, parameter count and FLOPs (2 per multiply-add; see :mod:`kernels.b
 This package knows nothing of ``perfmodel``.
 """
 
-from . import _blas_env  # noqa: F401, I001 - must run before numpy loads OpenBLAS
+from . import blas_env  # noqa: F401, I001 - must run before numpy loads OpenBLAS
 from .activation import Dropout, LeakyReLU, ReLU
 from .base import Layer, LayerCost, Ledger, ShapeError
 from .conv import Conv2d, ConvTranspose2d

@@ -35,7 +35,7 @@ class LayerTimer:
         self.seconds.clear()
 
 
-def _call(timer: LayerTimer | None, name: str, phase: str, fn, *args):
+def timed_call(timer: LayerTimer | None, name: str, phase: str, fn, *args):
     return fn(*args) if timer is None else timer.time(name, phase, fn, *args)
 
 
@@ -99,7 +99,7 @@ class Net:
                    timer: LayerTimer | None = None) -> float:
         """Forward, loss, backward and the SGD update; returns the loss."""
         loss = self.compute_gradients(x, y, timer)
-        _call(timer, "update", "update", self.optimizer.step, lr)
+        timed_call(timer, "update", "update", self.optimizer.step, lr)
         return loss
 
     def ledger(self, batch: int) -> Ledger:
@@ -169,19 +169,19 @@ class Sequential(Net):
         if self.input_shape:
             self._check_batch(x)
         for n, l in zip(self.names, self.layers):
-            x = _call(timer, n, "forward", l.forward, x)
+            x = timed_call(timer, n, "forward", l.forward, x)
         return x
 
     def backward(self, dy: np.ndarray, timer: LayerTimer | None = None) -> np.ndarray | None:
         for n, l in zip(reversed(self.names), reversed(self.layers)):
-            dy = _call(timer, n, "backward", l.backward, dy)
+            dy = timed_call(timer, n, "backward", l.backward, dy)
         return dy
 
     def compute_gradients(self, x: np.ndarray, y: Any, timer: LayerTimer | None = None
                           ) -> float:
         out = self.forward(x, timer)
-        loss = _call(timer, "loss", "forward", self.loss.forward, out, y)
-        dy = _call(timer, "loss", "backward", self.loss.backward)
+        loss = timed_call(timer, "loss", "forward", self.loss.forward, out, y)
+        dy = timed_call(timer, "loss", "backward", self.loss.backward)
         self.backward(dy, timer)
         return loss
 

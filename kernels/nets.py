@@ -11,7 +11,7 @@ from .base import Layer, LayerCost, Shape, ShapeError, check_int
 from .conv import Conv2d, ConvTranspose2d
 from .linear import Linear
 from .loss import DetectionLoss, DetectionTarget, MSELoss
-from .net import LayerTimer, Net, Sequential, _call
+from .net import LayerTimer, Net, Sequential, timed_call
 from .pool import GlobalAvgPool2d, MaxPool2d
 
 
@@ -106,7 +106,7 @@ class ClimateNet(Net):
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         self._check_batch(x)
         z = self.encoder.forward(x, timer)
-        conf, cls, box = (_call(timer, h.name, "forward", h.forward, z) for h in self.heads)
+        conf, cls, box = (timed_call(timer, h.name, "forward", h.forward, z) for h in self.heads)
         recon = self.decoder.forward(z, timer)
         return conf, cls, box, recon
 
@@ -114,7 +114,7 @@ class ClimateNet(Net):
                  d_recon: np.ndarray, timer: LayerTimer | None = None) -> None:
         dz = self.decoder.backward(d_recon, timer)
         for h, d in zip(self.heads, (d_conf, d_cls, d_box)):
-            dz += _call(timer, h.name, "backward", h.backward, d)
+            dz += timed_call(timer, h.name, "backward", h.backward, d)
         self.encoder.backward(dz, timer)
 
     def loss(self, outputs: tuple[np.ndarray, ...], x: np.ndarray,
@@ -129,13 +129,13 @@ class ClimateNet(Net):
     def compute_gradients(self, x: np.ndarray, target: DetectionTarget,
                           timer: LayerTimer | None = None) -> float:
         outs = self.forward(x, timer)
-        loss = _call(timer, "loss", "forward", self.loss, outs, x, target)
+        loss = timed_call(timer, "loss", "forward", self.loss, outs, x, target)
 
         def grads():
             d_conf, d_cls, d_box = self.det_loss.backward()
             return d_conf, d_cls, d_box, self.recon_weight * self.recon_loss.backward()
 
-        d = _call(timer, "loss", "backward", grads)
+        d = timed_call(timer, "loss", "backward", grads)
         self.backward(*d, timer=timer)
         return loss
 

@@ -15,7 +15,7 @@ from numba import njit, prange
 
 
 @njit(parallel=True, cache=True)
-def _sgd(w, g, v, lr, momentum, wd, gscale):  # pragma: no cover - JIT
+def sgd_update(w, g, v, lr, momentum, wd, gscale):  # pragma: no cover - JIT
     for i in prange(w.size):
         gi = gscale * g[i] + wd * w[i]
         vi = momentum * v[i] + gi
@@ -50,6 +50,6 @@ class SGD:
                 if v is None or v.shape != w.shape or v.dtype != w.dtype:
                     v = self._velocity[key] = np.zeros_like(w)
                 dt = w.dtype.type
-                _sgd(w.reshape(-1), np.ascontiguousarray(g, dtype=w.dtype).reshape(-1),
+                sgd_update(w.reshape(-1), np.ascontiguousarray(g, dtype=w.dtype).reshape(-1),
                      v.reshape(-1), dt(lr), dt(self.momentum), dt(self.weight_decay),
                      dt(grad_scale))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import numba
+from threadpoolctl import threadpool_limits
 
 _blas_limiter = None
 
@@ -43,8 +44,6 @@ def set_num_threads(n: int) -> int:
         raise ValueError(f"threads={n!r} is out of range (allowed 1..{max_threads()}, "
                          "the NUMBA_NUM_THREADS pool size)")
     numba.set_num_threads(n)
-    from threadpoolctl import threadpool_limits
-
     _blas_limiter = threadpool_limits(limits=n, user_api="blas")
     return n
 

@@ -3,6 +3,6 @@
 Reproduces and generalizes Kurth et al., "Deep Learning at 15PF" (SC17).
 """
 
-import kernels._blas_env  # noqa: F401 - before anything loads numpy and its OpenBLAS
+import kernels.blas_env  # noqa: F401 - before anything loads numpy and its OpenBLAS
 
 __version__ = "0.1.0"

@@ -22,6 +22,7 @@ its step (communication, parameter servers, straggler wait) and its time and cos
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from dataclasses import dataclass
@@ -29,9 +30,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import scenario as SC
+from .harness import slurm
+from .model import scenario as SC
+from .model.convergence import Convergence, retuned_momentum
+from .model.predict import predict
 from .model.throughput import STRATEGIES, evaluate
-from .predict import predict
 from .ui import UserError
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -121,8 +124,6 @@ def candidates(max_workers: int, devices_per_node: int, max_groups: int = 64,
 def epoch_factor(s: dict, grid: dict[str, np.ndarray]) -> np.ndarray:
     """Epochs at each configuration over epochs at a small batch in sync: E(B, tau, mu) /
     E_min, with B the update batch (a group's), tau = G - 1; ones without a noise scale."""
-    from .model.convergence import Convergence, retuned_momentum
-
     conv = s["convergence"]
     b_noise = conv["b_noise"].nominal
     w = np.asarray(grid["workers"], float)
@@ -156,8 +157,6 @@ def time_interval_s(s: dict, r: pd.Series, target: Target, pred: dict) -> tuple[
     if target.loss:
         lo, hi = pred["interval"]["time_to_target_s"]
         return float(lo), float(hi)
-    import copy
-
     grid = {"strategy": [list(STRATEGIES).index(r.strategy)], "workers": [r.workers],
             "groups": [r.groups], "batch": [r.batch_per_worker]}
     factors = set()
@@ -273,15 +272,15 @@ def _binding(best_other: dict, deadline_s, budget, nodes_cap) -> str:
     msgs = []
     if deadline_s and np.isfinite(best_other["deadline"]):
         msgs.append(f"--deadline binds: the fastest configuration within the other "
-                    f"constraints takes {_dur(best_other['deadline'])}, over the deadline "
-                    f"{_dur(deadline_s)}")
+                    f"constraints takes {format_duration(best_other['deadline'])}, over the deadline "
+                    f"{format_duration(deadline_s)}")
     if budget and np.isfinite(best_other["budget-node-hours"]):
         msgs.append(f"--budget-node-hours binds: the cheapest configuration within the "
                     f"other constraints needs {best_other['budget-node-hours']:.4g} "
                     f"node-hours, over the budget {budget:g}")
     if not msgs:
         msgs.append(f"the constraints together bind (deadline "
-                    f"{_dur(deadline_s) if deadline_s else '-'}, budget {budget or '-'} "
+                    f"{format_duration(deadline_s) if deadline_s else '-'}, budget {budget or '-'} "
                     f"node-hours, at most {nodes_cap} nodes): no single one relaxed alone "
                     "makes a configuration feasible")
     return "; ".join(msgs)
@@ -318,17 +317,17 @@ def why_not(feasible: pd.DataFrame, chosen: pd.Series) -> list[str]:
         shares = {"communication": r.comm_s, "parameter servers": r.ps_s,
                   "straggler wait": r.straggler_s}
         name, v = max(shares.items(), key=lambda kv: kv[1])
-        out.append(f"{strat} ({_cfg(r)}): {_dur(r.time_s)}, {r.node_hours:.4g} node-hours; "
+        out.append(f"{strat} ({describe_configuration(r)}): {format_duration(r.time_s)}, {r.node_hours:.4g} node-hours; "
                    f"{name} is {100 * v / r.step_time_s:.0f}% of the step")
     return out
 
 
-def _cfg(r) -> str:
+def describe_configuration(r) -> str:
     return (f"{r.workers} workers, {r.groups} group(s), {r.param_servers} server(s), "
             f"batch {r.batch_per_worker}")
 
 
-def _dur(s: float | None) -> str:
+def format_duration(s: float | None) -> str:
     if s is None or not math.isfinite(s):
         return "-"
     for unit, f in (("d", 86400), ("h", 3600), ("min", 60)):
@@ -339,8 +338,6 @@ def _dur(s: float | None) -> str:
 
 def chosen_prediction(s: dict, r: pd.Series) -> dict:
     """The full prediction (breakdown and intervals) of one configuration."""
-    import copy
-
     s2 = copy.deepcopy(s)
     t = s2["training"]
     t.update(strategy=r.strategy, workers=int(r.workers), groups=int(
@@ -353,9 +350,7 @@ def chosen_prediction(s: dict, r: pd.Series) -> dict:
 def slurm_script(r: pd.Series, s: dict, command: str | None, threads_per_rank: int,
                  launcher: str = "srun", mpi: str = "pmi2") -> str:
     """An sbatch script running the harness (or the user's command) with configuration r,
-    launched by srun or mpiexec (:mod:`perfmodel.slurm`)."""
-    from . import slurm
-
+    launched by srun or mpiexec (:mod:`perfmodel.harness.slurm`)."""
     d = s["cluster"]["devices_per_node"]
     ranks = int(r.workers + r.param_servers)
     lines = ["#!/bin/bash",
@@ -365,7 +360,7 @@ def slurm_script(r: pd.Series, s: dict, command: str | None, threads_per_rank: i
              f"#SBATCH --ntasks-per-node={d}",
              f"#SBATCH --cpus-per-task={threads_per_rank}",
              f"#SBATCH --time={max(1, math.ceil(r.time_s / 60 * 1.2))}",
-             f"# perfmodel plan: {r.strategy}, {_cfg(r)}; predicted {_dur(r.time_s)}, "
+             f"# perfmodel plan: {r.strategy}, {describe_configuration(r)}; predicted {format_duration(r.time_s)}, "
              f"{r.node_hours:.4g} node-hours",
              "set -euo pipefail",
              f"export PERFMODEL_STRATEGY={r.strategy} PERFMODEL_GROUPS={int(r.groups)} "
@@ -388,15 +383,3 @@ def slurm_script(r: pd.Series, s: dict, command: str | None, threads_per_rank: i
                      " --threads ${SLURM_CPUS_PER_TASK} --data ${PERFMODEL_DATA:?set the data "
                      "folder} --steps ${PERFMODEL_STEPS:-1000} --output \"$OUT\"")
     return "\n".join(lines) + "\n"
-
-
-def kendall_tau(a, b) -> float:
-    """Kendall's tau-a of two rankings (ties count as neither concordant nor discordant)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    n = len(a)
-    if n < 2:
-        return float("nan")
-    s = 0.0
-    for i in range(n):
-        s += np.sum(np.sign(a[i] - a[i + 1:]) * np.sign(b[i] - b[i + 1:]))
-    return float(s / (n * (n - 1) / 2))

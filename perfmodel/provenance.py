@@ -12,7 +12,10 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from kernels.threads import available_cores
+from threadpoolctl import threadpool_info
+
+from kernels.blas_env import EFFECTIVE
+from kernels.threads import available_cores, threading_layer
 
 _LIBS = ("numpy", "numba", "llvmlite", "pandas", "mpi4py", "torch")
 
@@ -36,15 +39,9 @@ def versions() -> str:
             out.append(f"{lib}={md.version(lib)}")
         except md.PackageNotFoundError:
             pass
-    from kernels.threads import threading_layer
-
-    from kernels._blas_env import EFFECTIVE
-
     out.append(f"numba_threading={threading_layer()}")
     out.append(f"openblas_thread_timeout={EFFECTIVE}")
     try:
-        from threadpoolctl import threadpool_info
-
         blas = [f"{i['internal_api']}-{i['version']}" for i in threadpool_info()
                 if i.get("user_api") == "blas"]
         if blas:

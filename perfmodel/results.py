@@ -23,6 +23,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from .ui import UserError
+
 SCHEMA_VERSION = 3
 
 #: (name, python type, description). The order is the file's column order.
@@ -265,6 +267,16 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
             raise ResultsError(f"{p}: column '{name}' must hold {typ.__name__} values "
                                f"(row {row}: {e})") from None
     return df
+
+
+def read_all(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """Every results file into one frame (empty for none); a bad file is a UserError naming
+    it (the commands' one-line error)."""
+    try:
+        frames = [read_results(p) for p in paths]
+    except ResultsError as e:
+        raise UserError(str(e)) from None
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _first_bad_row(col: pd.Series, typ: type) -> int:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
+import os
 import sys
 import time
 from typing import Sequence
@@ -46,8 +49,18 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 def default_output(kind: str, net: str) -> str:
     """results/KIND-NET-YYYYmmddTHHMMSS.csv: where a command writes when not told."""
-    import datetime as dt
-    import os
-
     stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
     return os.path.join("results", f"{kind}-{net}-{stamp}.csv")
+
+
+def positive_int(field: str):
+    """An argparse type: an integer >= 1, its error naming ``field``."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{field}={text!r} is not an integer") from None
+        if v < 1:
+            raise argparse.ArgumentTypeError(f"{field}={v} is out of range (allowed >= 1)")
+        return v
+    return parse

@@ -1,4 +1,4 @@
 """asv benchmarks (``benchmark_dir`` in asv.conf.json): one module per area."""
 
-# before any suite imports numpy: OpenBLAS's idle-thread spin time (see kernels/_blas_env.py)
-import kernels._blas_env  # noqa: E402, F401
+# before any suite imports numpy: OpenBLAS's idle-thread spin time (see kernels/blas_env.py)
+import kernels.blas_env  # noqa: E402, F401

@@ -21,7 +21,7 @@ class HEPStep:
     3, per-layer times as the median of 5 more timed steps, and the measured peak (the larger of the
     FMA loop and sgemm) taken in the same process. Each of the 5 steps is followed by a short
     FMA probe: ``track_percent_of_paired_peak`` divides each step's rate by its own probe's
-    and takes the median (see :mod:`perfmodel.node`).
+    and takes the median (see :mod:`perfmodel.measure.node`).
     """
 
     timeout = 900
@@ -29,8 +29,8 @@ class HEPStep:
     param_names = ["part"]
 
     def setup_cache(self):
-        from perfmodel.node import fma_probe
-        from perfmodel.peak import fma_peak
+        from perfmodel.measure.node import fma_probe
+        from perfmodel.measure.peak import fma_peak
 
         kernels.set_num_threads(common.threads())
         probe = fma_probe(common.threads())
@@ -55,7 +55,7 @@ class HEPStep:
             if secs.min() > 0:
                 flop_rate[r.name] = r.train_flop / float(np.median(secs))
                 paired[r.name] = float(np.median(r.train_flop / secs / np.array(probes)))
-        from perfmodel.peak import sgemm_peak
+        from perfmodel.measure.peak import sgemm_peak
 
         peak = max(fma_peak(common.threads(), repeats=3)[0].max, sgemm_peak(2048, 3)[0].max)
         return {"flop_rate": flop_rate, "peak": peak, "paired": paired}
@@ -84,7 +84,7 @@ class TorchRatio:
     repeat = 1
 
     def setup(self):
-        from perfmodel import peers
+        from perfmodel.measure import peers
 
         if not peers.torch_available():
             raise NotImplementedError("torch (the peers extra) is not installed")

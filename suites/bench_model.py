@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from perfmodel import scenario as SC
+from perfmodel.model import scenario as SC
 from perfmodel.model.throughput import evaluate
-from perfmodel.predict import predict
+from perfmodel.model.predict import predict
 
 
 class Predict:
@@ -69,10 +69,10 @@ class Accuracy:
     repeat = 1
 
     def setup_cache(self):
-        """The report pipeline's timed sweep on the local workload (perfmodel.workload):
+        """The report pipeline's timed sweep on the local workload (perfmodel.harness.workload):
         one node profile, then sync and async at 1-2 workers x 1 thread, batch 32, with and
         without injected stragglers."""
-        from perfmodel import workload as W
+        from perfmodel.harness import workload as W
         from perfmodel.report.pipeline import STRAGGLERS, SWEEP
 
         tmp = Path(tempfile.mkdtemp(prefix="perfmodel-asv-"))
@@ -88,12 +88,12 @@ class Accuracy:
                             "-o", str(tmp / "scale.csv"), "--no-progress"],
                            check=True, env=env, capture_output=True)
         from perfmodel.results import read_results
-        from perfmodel.validate import compare, link_from
+        from perfmodel.judge.validate import compare, link_from
 
         node = read_results(tmp / "node-1.csv")
         runs = read_results(tmp / "scale.csv")
         df = compare(runs, node, link_from(runs))
-        from perfmodel.plan import kendall_tau
+        from perfmodel.stats import kendall_tau
 
         timed = df[~df.functional & df.error.notna()]
         return {"sustained": float(100 * np.median(np.abs(timed.error))),
@@ -121,7 +121,7 @@ class Plan:
     timeout = 300
 
     def setup(self):
-        from perfmodel import scenario as SC
+        from perfmodel.model import scenario as SC
 
         self.s, _ = SC.load_for_plan("cori-knl-hep", ["cluster.nodes=2600"])
 
@@ -140,7 +140,7 @@ class PlanCori:
     timeout = 300
 
     def setup(self):
-        from perfmodel import scenario as SC
+        from perfmodel.model import scenario as SC
 
         self.s, _ = SC.load_for_plan("cori-knl-hep")
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perfmodel.data import write_dataset
+from perfmodel.harness.data import write_dataset
 from perfmodel.model import convergence as CV
 from perfmodel.results import ResultsStream, make_row, read_results
 

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perfmodel import scenario as SC
+from perfmodel.model import scenario as SC
 from perfmodel.cli import main
 from perfmodel.model import collectives as C
 from perfmodel.model import stragglers as S
 from perfmodel.model.throughput import Inputs, NodeRate, evaluate
-from perfmodel.predict import predict, sweep
+from perfmodel.model.predict import predict, sweep
 from perfmodel.ui import UserError
 
 
@@ -112,7 +112,7 @@ def test_detour_maximum_matches_simulation(lam, n):
     against a Monte Carlo draw (exact CDF below 200 expected detours, normal above)."""
     rng = np.random.default_rng(1)
     sim = rng.poisson(lam, (4000, n)).max(1)
-    mean, best = S._poisson_max(np.array([lam]), np.array([float(n)]))
+    mean, best = S.poisson_max(np.array([lam]), np.array([float(n)]))
     assert mean[0] == pytest.approx(sim.mean(), rel=0.01, abs=0.03)
     assert abs(best[0] - np.quantile(sim, S.PEAK_QUANTILE)) <= 1.0
 
@@ -144,7 +144,7 @@ def test_detour_default_is_the_published_osnoise_measurement():
     assert rate_hz == pytest.approx(220572 / (4 * 53.1))
     assert detour_s == pytest.approx(1139012e-6 / 220572)
     assert rate_hz * detour_s == pytest.approx(1139012e-6 / (4 * 53.1))  # 0.54% of the time
-    raw, _ = SC._read("cpu-epyc-hdr-hep")
+    raw, _ = SC.read_raw("cpu-epyc-hdr-hep")
     raw["cluster"].pop("straggler_scale")
     raw["cluster"]["straggler"] = "detour"
     c = SC.validate(raw)["cluster"]
@@ -304,7 +304,7 @@ def _hep_raw():
     import tomllib
     from importlib import resources
 
-    return tomllib.loads((resources.files("perfmodel.presets") / "cori-knl-hep.toml")
+    return tomllib.loads((resources.files("perfmodel.model.presets") / "cori-knl-hep.toml")
                          .read_text())
 
 
@@ -402,11 +402,11 @@ def test_paper_time_to_target_interval_and_mechanisms():
     """reproduce's hybrid-over-sync time to target: the nominal lies in its range over the
     assumption corners; more staleness cost (kappa) can only make hybrid look worse; S_min
     cancels in the ratio."""
-    from perfmodel.reproduce import _with, time_to_target
+    from perfmodel.judge.reproduce import time_to_target, with_values
 
     hep, _ = SC.load("cori-knl-hep")
-    hep = _with(hep, io__bytes_per_sample=0.0)  # no staging time: S_min alone sets the scale
-    fixed = lambda **kv: _with(hep, convergence__b_noise=1e4, convergence__gamma=0.0,  # noqa
+    hep = with_values(hep, io__bytes_per_sample=0.0)  # no staging time: S_min alone sets the scale
+    fixed = lambda **kv: with_values(hep, convergence__b_noise=1e4, convergence__gamma=0.0,  # noqa
                                **kv)
     r = time_to_target(hep)
     assert r["ratio_low"] <= r["ratio"] <= r["ratio_high"]
@@ -517,7 +517,7 @@ def test_reproduce_scores_by_the_interval_rule(capsys):
     """A figure counts only when the published value is inside an interval no wider than the
     rule allows and the nominal meets the tolerance; fitted, derived, unscored and blocked
     figures never count; at most three parameters are fitted."""
-    from perfmodel.reproduce import Figure, reproduce, scored
+    from perfmodel.judge.reproduce import Figure, reproduce, scored
 
     base = dict(key="k", what="w", published=10.0, unit="", status="held out", tolerance=0.05,
                 kind="throughput")
@@ -541,7 +541,7 @@ def test_reproduce_scores_by_the_interval_rule(capsys):
 
 def test_reproduce_under_overrides(capsys):
     """What-if runs: overrides reach both presets and the fit runs again under them."""
-    from perfmodel.reproduce import reproduce
+    from perfmodel.judge.reproduce import reproduce
 
     base = {f.key: f for f in reproduce()[0]}
     over, extra = reproduce(["cluster.overlap=true"])

@@ -14,7 +14,7 @@ import pytest
 
 from perfmodel import results as R
 from perfmodel.cli import main
-from perfmodel.node import build_net, measure_step
+from perfmodel.measure.node import build_net, measure_step
 from perfmodel.provenance import run_base
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,7 +157,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, match, capsys):
 
 
 def test_missing_peer_is_a_clear_error(monkeypatch, capsys):
-    from perfmodel import peers
+    from perfmodel.measure import peers
 
     monkeypatch.setattr(peers, "torch_available", lambda: False)
     assert main(["node", "--peer", "torch", "--quick"]) == 2
@@ -171,7 +171,7 @@ def test_cli_exit_code_2_from_a_real_process():
     assert r.returncode == 2 and "Traceback" not in r.stderr
 
 
-@pytest.mark.skipif(not __import__("perfmodel.peers").peers.torch_available(),
+@pytest.mark.skipif(not __import__("perfmodel.measure.peers").measure.peers.torch_available(),
                     reason="the peers extra (torch) is not installed")
 def test_torch_mirror_computes_the_same_forward():
     import numpy as np
@@ -179,7 +179,7 @@ def test_torch_mirror_computes_the_same_forward():
 
     net = build_net("hep", 32)
     net.eval()
-    model, _ = __import__("perfmodel.peers").peers.mirror(net)
+    model, _ = __import__("perfmodel.measure.peers").measure.peers.mirror(net)
     model.eval()
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32), dtype=np.float32)
     ours = net.forward(x)
@@ -195,7 +195,7 @@ def test_a_one_thread_run_restores_the_process_affinity(tmp_path):
 
 
 def test_placement_warning_flags_threads_that_share_cores():
-    from perfmodel.node import placement_warning
+    from perfmodel.measure.node import placement_warning
 
     ok = {"fma": 170e9, "fma_1thread": 88e9}
     shared = {"fma": 90e9, "fma_1thread": 88e9}

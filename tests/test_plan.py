@@ -9,15 +9,9 @@ import pandas as pd
 import pytest
 
 from perfmodel import plan as PL
-from perfmodel import scenario as SC
+from perfmodel.model import scenario as SC
 from perfmodel.cli import main
 from perfmodel.model.throughput import evaluate
-
-
-def test_kendall_tau():
-    assert PL.kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
-    assert PL.kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
-    assert PL.kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)
 
 
 def test_pareto_front_keeps_only_undominated():
@@ -92,7 +86,7 @@ def test_time_interval_brackets_the_plan_and_pairs_the_extremes(capsys):
     assert main(["plan", "cori-knl-hep", "--set", "cluster.nodes=256", "--epochs", "1",
                  "--deadline", "1h"]) == 0
     out = capsys.readouterr().out
-    assert f"[{PL._dur(lo)}, {PL._dur(hi)}]" in out
+    assert f"[{PL.format_duration(lo)}, {PL.format_duration(hi)}]" in out
     assert ("at the high end it misses" in out) == (hi > 3600)
 
 
@@ -115,7 +109,7 @@ def test_infeasible_or_bad_input_names_the_constraint(argv, match, capsys):
 def test_today_presets_predict():
     for name in ("cpu-epyc-hdr-hep", "perlmutter-gpu-hep"):
         s, _ = SC.load(name)
-        from perfmodel.predict import predict
+        from perfmodel.model.predict import predict
 
         p = predict(s)
         assert 0 < p["efficiency"] <= 1

@@ -93,7 +93,7 @@ def test_speedup_compares_like_with_like():
     """Efficiency is taken against the 1-worker run with the same threads per rank and batch:
     a 2-worker x 1-thread run is not set against a 1-worker x 2-thread one (which read 1.85
     once), and a run with no such baseline gets no efficiency at all."""
-    from perfmodel.report.build import speedup_table
+    from perfmodel.report.sections.harness import speedup_table
 
     runs = pd.DataFrame([
         dict(strategy="sync", workers=1, threads=2, batch=32, value=100.0),
@@ -161,8 +161,10 @@ def test_pipeline_rounds_interleave_profiles_and_timed_runs(tmp_path):
     (each in every round, at least 8 runs)."""
     import argparse
 
-    from perfmodel import converge as CG
-    from perfmodel.harness.scale import add_arguments, plan
+    from perfmodel.cli import converge as CLI_CONVERGE
+    from perfmodel.cli.harness import add_arguments
+    from perfmodel.harness import convergence_runs as CR
+    from perfmodel.harness.scale import plan
     from perfmodel.report.pipeline import ROUNDS, stages
 
     st = stages(tmp_path)
@@ -184,12 +186,12 @@ def test_pipeline_rounds_interleave_profiles_and_timed_runs(tmp_path):
             seeds.add(argv[argv.index("--seed") + 1])
     assert len(seeds) == ROUNDS
     p = argparse.ArgumentParser()
-    CG.add_arguments(p)
+    CLI_CONVERGE.add_arguments(p)
     args = p.parse_args(["--quick", "--rounds", "2"])
-    held = [lab for k in (1, 2) for lab, _ in CG.round_stages(args, tmp_path, k)
+    held = [lab for k in (1, 2) for lab, _ in CR.round_stages(args, tmp_path, k)
             if lab.startswith("held out")]
-    assert len(held) == 2 * len(CG.QUICK_HELD_OUT) >= 8
-    assert {h.split(": ")[1].split(" (")[0] for h in held} == set(CG.QUICK_HELD_OUT)
+    assert len(held) == 2 * len(CR.QUICK_HELD_OUT) >= 8
+    assert {h.split(": ")[1].split(" (")[0] for h in held} == set(CR.QUICK_HELD_OUT)
     full = p.parse_args(["--rounds", "2"])
-    assert sum(lab.startswith("held out") for lab, _ in CG.round_stages(full, tmp_path, 1)) \
-        == len(CG.HELD_OUT)
+    assert sum(lab.startswith("held out") for lab, _ in CR.round_stages(full, tmp_path, 1)) \
+        == len(CR.HELD_OUT)

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perfmodel import scenario as SC
+from perfmodel.model import scenario as SC
 from perfmodel.model import timeline as TL
+from perfmodel.model import workload as WL
 from perfmodel.model.throughput import evaluate
 
 
@@ -127,7 +128,7 @@ def test_horovod_is_vectorized_over_configurations():
 
 def test_horovod_timeline_cli_matches_the_model(capsys):
     from perfmodel.cli import main
-    from perfmodel.model_cli import step_timeline
+    from perfmodel.model.predict import step_timeline
 
     sets = ['workload.net="resnet50"', "workload.image_size=224", 'training.strategy="sync"',
             "training.groups=1", "training.param_servers=0", "training.workers=256",
@@ -193,11 +194,11 @@ batch_per_worker = 32
         steps[name] = (inp, evaluate(inp, 0, 512, 1, 0, 32))
     inp, r = steps["overlap"]
     assert inp.messages == "bucketed" and steps["fused"][0].messages == "fused"
-    assert len(inp.blob_bytes) == SC.SPREAD_BLOBS
+    assert len(inp.blob_bytes) == WL.SPREAD_BLOBS
     assert inp.blob_bytes.sum() == pytest.approx(4 * 138e6)
     assert float(r["comm_s"]) < 0.5 * float(steps["fused"][1]["comm_s"])
     assert float(r["efficiency"]) > float(steps["fused"][1]["efficiency"])
-    b, ready = SC.spread_blobs(100.0, 4)
+    b, ready = WL.spread_blobs(100.0, 4)
     assert b.tolist() == [25.0] * 4 and ready.tolist() == pytest.approx(
         [1.0, 1 / 3 + 2 / 3 * 0.75, 1 / 3 + 2 / 3 * 0.5, 1 / 3 + 2 / 3 * 0.25])
 
@@ -205,8 +206,8 @@ batch_per_worker = 32
 def test_timeline_of_a_hybrid_run_carries_the_server_round_trip():
     """perfmodel predict --timeline for a run with servers shows what the model charges: each
     message with the root's round trip, its exposure equal to the breakdown's comm_s."""
-    from perfmodel.model_cli import step_timeline
-    from perfmodel.predict import predict
+    from perfmodel.model.predict import step_timeline
+    from perfmodel.model.predict import predict
 
     for o in ("false", "true"):
         s, _ = SC.load("cori-knl-climate", [f"cluster.overlap={o}"])

@@ -10,9 +10,10 @@ import pytest
 
 import kernels
 from kernels import zoo
-from perfmodel import scenario as SC
+from perfmodel.model import scenario as SC
+from perfmodel.model import workload as WL
 from perfmodel.cli import main
-from perfmodel.predict import predict
+from perfmodel.model.predict import predict
 
 # torchvision's model documentation (pytorch.org/vision/stable/models.html): parameters, and
 # the "GFLOPS" column, which counts multiply-adds of one image at 224x224 (Inception: 299x299)
@@ -81,7 +82,7 @@ def test_zoo_networks_and_layer_tables_are_workloads(tmp_path, capsys):
     scen.write_text(cori.replace('net = "hep"', f'layers = "{table}"'))
     s, _ = SC.load(str(scen))
     assert predict(s)["throughput_flops"] > 0
-    flop, blobs = SC.workload_ledger(s["workload"])
+    flop, blobs = WL.workload_ledger(s["workload"])
     assert list(blobs) == [4.0 * p for _, p, _ in rows]
     assert flop == pytest.approx(sum(3 * f for _, _, f in rows) - rows[0][2])
     bad = tmp_path / "bad.csv"

@@ -12,15 +12,22 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
+import h5py
 import numpy as np
+
+from ..provenance import run_base
+from ..results import ResultsStream
+from ..ui import UserError
+from .config import add_arguments, from_args, validate
+from .data import VAL_FILE
+from .rows import Progress, run_rows
+from .train import build_net, run
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mpi4py import MPI
-
-    from ..ui import UserError
-    from .config import add_arguments, from_args, validate
+    from mpi4py import MPI  # importing MPI initialises it: only where a rank runs
 
     comm = MPI.COMM_WORLD
     problem = launch_problem(comm.size)
@@ -41,11 +48,6 @@ def main(argv: list[str] | None = None) -> int:
         # python -m mpi4py turns a non-zero exit into MPI_Abort: let rank 0 speak first
         comm.Barrier()
         return 2
-    from ..provenance import run_base
-    from ..results import ResultsStream
-    from .rows import Progress, run_rows
-    from .train import build_net, run
-
     # the job's cores: the union of the ranks' affinity masks (a pinned rank sees only its own)
     cores_seen = comm.allgather(sorted(os.sched_getaffinity(0)))
     job_cores = len(set().union(*map(set, cores_seen)))
@@ -113,9 +115,6 @@ def launch_problem(size: int) -> str | None:
 
 def _data_problem(cfg) -> str | None:
     """What is wrong with the data folder for this run, or None."""
-    from pathlib import Path
-
-    from ..data import VAL_FILE
 
     d = Path(cfg.data)
     if not any(d.glob("shard_*.h5")):
@@ -127,10 +126,6 @@ def _data_problem(cfg) -> str | None:
 
 
 def _difficulty(data: str) -> float:
-    from pathlib import Path
-
-    import h5py
-
     shards = sorted(Path(data).glob("shard_*.h5"))
     with h5py.File(shards[0], "r") as f:
         return float(f.attrs.get("difficulty", 0.0))

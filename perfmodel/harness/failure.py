@@ -1,13 +1,16 @@
 """Record a failed launch in a results file: ``python -m perfmodel.harness.failure --output
 OUT --exit-code N --log ERRFILE --command CMD`` appends one ``what=failure`` row whose ``note``
 holds the reason (the last lines of the launch's error output) and whose ``job`` names the
-batch job. The sbatch scripts' ``run`` wrapper calls it (:mod:`perfmodel.slurm`)."""
+batch job. The sbatch scripts' ``run`` wrapper calls it (:mod:`perfmodel.harness.slurm`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+from ..provenance import run_base
+from ..results import ResultsWriter, make_row
 
 
 def reason(log: str, lines: int = 6, limit: int = 600) -> str:
@@ -18,9 +21,6 @@ def reason(log: str, lines: int = 6, limit: int = 600) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..provenance import run_base
-    from ..results import ResultsWriter, make_row
-
     p = argparse.ArgumentParser(prog="perfmodel.harness.failure", description=__doc__)
     p.add_argument("--output", required=True, help="results file to append the row to")
     p.add_argument("--exit-code", type=int, required=True)

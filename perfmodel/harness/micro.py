@@ -16,11 +16,16 @@ import sys
 
 import numpy as np
 
+from ..provenance import run_base
+from ..results import ResultsWriter, make_row
+from .config import HarnessConfig
+from .train import Blobs, allreduce_gradients, build_net
+
 SIZES = [8, 64, 512, 4096, 32768, 262144, 1 << 21, 1 << 23]
 
 
 def pingpong(comm, sizes=SIZES, repeats: int = 20) -> list[tuple[int, float]]:
-    from mpi4py import MPI
+    from mpi4py import MPI  # importing MPI initialises it: only where a rank runs
 
     out = []
     for n in sizes:
@@ -57,10 +62,7 @@ def fit_hockney(points: list[tuple[int, float]]) -> tuple[float, float]:
 def allreduce_overhead(comm, net_name: str = "hep", image_size: int = 32, repeats: int = 20
                        ) -> tuple[float, float, int]:
     """(harness median s, bare median s, bytes), each the max over ranks."""
-    from mpi4py import MPI
-
-    from .config import HarnessConfig
-    from .train import Blobs, _allreduce, build_net
+    from mpi4py import MPI  # importing MPI initialises it: only where a rank runs
 
     cfg = HarnessConfig(strategy="sync", net=net_name, image_size=image_size, data="",
                         batch=1, steps=1)
@@ -79,16 +81,13 @@ def allreduce_overhead(comm, net_name: str = "hep", image_size: int = 32, repeat
                 ts.append(MPI.Wtime() - t)
         return comm.allreduce(float(np.median(ts)), op=MPI.MAX)
 
-    h = timed(lambda: _allreduce(cfg, comm, blobs))
+    h = timed(lambda: allreduce_gradients(cfg, comm, blobs))
     b = timed(lambda: comm.Allreduce(MPI.IN_PLACE, [bare, MPI.FLOAT], op=MPI.SUM))
     return h, b, blobs.total * 4
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mpi4py import MPI
-
-    from ..provenance import run_base
-    from ..results import ResultsWriter, make_row
+    from mpi4py import MPI  # importing MPI initialises it: only where a rank runs
 
     p = argparse.ArgumentParser(prog="perfmodel.harness.micro", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

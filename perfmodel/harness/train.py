@@ -39,6 +39,8 @@ et al.'s unbiased |G|^2 and tr(Sigma) (:func:`perfmodel.model.convergence.noise_
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import threading
 import time
@@ -48,9 +50,11 @@ from pathlib import Path
 import numpy as np
 
 import kernels
-from kernels.optim import _sgd
+from kernels.optim import sgd_update
 
+from ..model.convergence import noise_terms
 from .config import HarnessConfig
+from .data import ShardReader, load_held_out
 
 TAG_GRAD, TAG_WEIGHTS, TAG_DONE = 11, 12, 13
 
@@ -198,7 +202,7 @@ def run(cfg: HarnessConfig, comm, on_eval=None) -> tuple[list[Trace], kernels.Ne
     """Train; returns every rank's trace (on world rank 0; None elsewhere), this rank's net
     (workers) and the layout. ``on_eval(trace)`` is called on world rank 0 after each held-out
     evaluation, while the clock is paused (the harness streams finished rows there)."""
-    from mpi4py import MPI
+    from mpi4py import MPI  # importing MPI initialises it: only where a rank runs
 
     size, rank = comm.size, comm.rank
     n_ps = cfg.param_servers
@@ -230,7 +234,7 @@ def run(cfg: HarnessConfig, comm, on_eval=None) -> tuple[list[Trace], kernels.Ne
 
 
 def _serve(cfg, comm, net, blobs: Blobs, idx: np.ndarray, roots: int, dog: Watchdog) -> Trace:
-    from mpi4py import MPI
+    from mpi4py import MPI  # importing MPI initialises it: only where a rank runs
 
     tr = Trace(rank=comm.rank, role="server")
     flat = blobs.pack_weights(np.empty(blobs.total, np.float32))
@@ -262,7 +266,7 @@ def _serve(cfg, comm, net, blobs: Blobs, idx: np.ndarray, roots: int, dog: Watch
         t0 = time.perf_counter()
         tr.staleness.append(version - int(msg[-1]))
         lr = np.float32(cfg.lr_at(version))
-        _sgd(w, np.ascontiguousarray(msg[:-1]), v, lr, mom, wd, np.float32(1.0))
+        sgd_update(w, np.ascontiguousarray(msg[:-1]), v, lr, mom, wd, np.float32(1.0))
         version += 1
         tr.applied += 1
         out[:-1] = w
@@ -276,10 +280,7 @@ def _serve(cfg, comm, net, blobs: Blobs, idx: np.ndarray, roots: int, dog: Watch
 
 def _work(cfg, comm, wcomm, gcomm, net, blobs: Blobs, shards, group: int, per_group: int,
           workers: int, dog: Watchdog, on_eval=None) -> Trace:
-    from mpi4py import MPI
-
-    from ..data import ShardReader, load_held_out
-    from ..model.convergence import noise_terms
+    from mpi4py import MPI  # importing MPI initialises it: only where a rank runs
 
     tr = Trace(rank=comm.rank, role="worker", group=group)
     files = sorted(Path(cfg.data).glob("shard_*.h5"))
@@ -335,7 +336,7 @@ def _work(cfg, comm, wcomm, gcomm, net, blobs: Blobs, shards, group: int, per_gr
             if n_ps == 0:
                 wcomm.Barrier()
                 t1 = MPI.Wtime()
-                _allreduce(cfg, wcomm, blobs)
+                allreduce_gradients(cfg, wcomm, blobs)
                 comm_s = MPI.Wtime() - t1
                 if cfg.noise_scale and not noise_split:
                     small_sq = wcomm.allreduce(local_sq) / workers
@@ -445,9 +446,6 @@ def _busy(seconds: float) -> None:
 
 def _inject(kind: str, rank: int, step: int) -> None:
     """Fault injection for the tests: a rank that raises, dies or hangs."""
-    import os
-    import signal
-
     if kind == "raise":
         raise RuntimeError(f"injected fault on rank {rank} at step {step}")
     if kind == "kill":
@@ -456,10 +454,10 @@ def _inject(kind: str, rank: int, step: int) -> None:
         time.sleep(1)
 
 
-def _allreduce(cfg, wcomm, blobs: Blobs) -> None:
+def allreduce_gradients(cfg, wcomm, blobs: Blobs) -> None:
     """Sum the gradients over the workers, in place: one ``Allreduce`` of the flat gradient
     buffer (fused) or one per blob. The 1/N of the mean is applied by the optimizer."""
-    from mpi4py import MPI
+    from mpi4py import MPI  # importing MPI initialises it: only where a rank runs
 
     if cfg.allreduce == "per-blob":
         for o, n in zip(blobs.offsets, blobs.sizes):

@@ -45,6 +45,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import pandas as pd
+
+from ..ui import UserError
 
 
 def noise_terms(small_sq, big_sq, b_small, b_big) -> tuple[np.ndarray, np.ndarray]:
@@ -210,3 +213,59 @@ def fit_async(base: Convergence, batch, staleness, momentum, updates,
     src["gamma, kappa"] = list(runs or [])
     src["async_residual_rms"] = float(np.sqrt(sse / len(s)))
     return replace(base, gamma=gamma, kappa=kappa, gamma_se=g_se, kappa_se=k_se, source=src)
+
+
+# --- fitted on runs to a target (results rows of the harness) -------------------------------
+
+def target_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per harness run that had a target: configuration, hyper-parameters, measured
+    updates / samples / seconds to the target, whether it was censored, mean staleness."""
+    tg = df[df.what == "target"]
+    if tg.empty:
+        return pd.DataFrame()
+    hyper = df[df.what == "hyper"].pivot_table(index="run_id", columns="metric",
+                                               values="value", aggfunc="first")
+    stale = df[(df.what == "staleness") & (df.stat == "mean")].set_index("run_id")["value"]
+    wide = tg.pivot_table(index="run_id", columns="metric", values="value", aggfunc="first")
+    first = tg.groupby("run_id").first()
+    out = pd.DataFrame({
+        "run_id": wide.index, "strategy": first.strategy, "ranks": first.ranks,
+        "param_servers": first.param_servers, "groups": first.groups,
+        "workers": first.ranks - first.param_servers, "threads": first.threads,
+        "batch": first.batch, "subject": first.subject, "image_size": first.image_size,
+        "straggler": first.straggler, "functional": first.functional,
+        "censored": first.stat == "censored", "updates": wide["updates"],
+        "samples": wide["samples"], "time_s": wide["time"]})
+    for m in ("update_batch", "momentum", "lr", "target_loss", "difficulty", "seed"):
+        out[m] = hyper[m].reindex(out.index) if m in hyper else np.nan
+    out["staleness"] = stale.reindex(out.index).fillna(0.0)
+    return out.reset_index(drop=True)
+
+
+def fit(calib: pd.DataFrame) -> Convergence:
+    """The convergence model from calibration runs: sync (and 1-group async) runs that reached
+    the target fit S_min and B_noise; runs of 2+ groups fit gamma and kappa. Censored runs are
+    left out (they bound the updates from below) and named in the source."""
+    if calib.empty:
+        raise UserError("no calibration runs with a target in the given results")
+    targets = calib.target_loss.unique()
+    if len(targets) != 1:
+        raise UserError(f"calibration runs at several target losses {sorted(targets)}: give "
+                        "runs of one target")
+    ok = calib[~calib.censored]
+    sync = ok[ok.groups <= 1]
+    moms = sync.momentum.unique()
+    if len(moms) != 1:
+        raise UserError(f"sync calibration runs at several momenta {sorted(moms)}")
+    try:
+        conv = fit_batch(sync.update_batch, sync.updates, list(sync.run_id),
+                         ref_momentum=float(moms[0]))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    asy = ok[ok.groups > 1]
+    if len(asy) >= 2:
+        conv = fit_async(conv, asy.update_batch, asy.staleness, asy.momentum, asy.updates,
+                         list(asy.run_id))
+    conv.source["censored (left out)"] = list(calib[calib.censored].run_id)
+    conv.source["target_loss"] = float(targets[0])
+    return conv

@@ -98,7 +98,7 @@ def _normal_max(n) -> tuple[np.ndarray, np.ndarray]:
             np.where(n > 1, norm_ppf(PEAK_QUANTILE ** (1.0 / n)), 0.0))
 
 
-def _poisson_max(lam: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def poisson_max(lam: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(E[max], PEAK_QUANTILE quantile of the max) of n independent Poisson(lam) counts."""
     lam, n = (np.array(a, dtype=float) for a in np.broadcast_arrays(  # own contiguous copies
         np.asarray(lam, float), np.asarray(n, float)))
@@ -153,7 +153,7 @@ def wait_s(distribution: str, n, compute_s, scale: float, absolute: bool = False
         n = np.maximum(np.asarray(n, dtype=float), 1.0)
         lam = rate_hz * np.asarray(compute_s, dtype=float)
         n, lam = np.broadcast_arrays(n, lam)
-        mean_n, best_n = _poisson_max(lam, n)
+        mean_n, best_n = poisson_max(lam, n)
         base = 0.0 if absolute else lam  # one node's mean is in the measured node rate
         return scale * (mean_n - base), scale * np.maximum(best_n - base, 0.0)
     if distribution == "none" or scale == 0:

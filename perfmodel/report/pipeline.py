@@ -5,7 +5,7 @@ the model's and the report.
 1. a quick node measurement (HEP at 64x64) for the node section;
 2. convergence calibration (``perfmodel converge --quick --calibrate-only``);
 3. ``ROUNDS`` rounds spread over time, each: a node profile of the local workload
-   (:mod:`perfmodel.workload`; one thread per rank), right after it the timed scaling sweep
+   (:mod:`perfmodel.harness.workload`; one thread per rank), right after it the timed scaling sweep
    (sync and async with 1-2 workers x 1 thread, with and without injected stragglers; a timed
    hybrid needs 3 ranks on 2 cores), then that round's held-out convergence runs; one more
    profile closes the last round, so every run lies between two profiles. Each round draws
@@ -16,7 +16,7 @@ the model's and the report.
 5. ``perfmodel validate`` (throughput) and ``perfmodel converge --compare-only`` (time to
    target), then the report.
 
-Every stage is a ``perfmodel`` command in its own process (:mod:`perfmodel.stage`), so that no
+Every stage is a ``perfmodel`` command in its own process (:mod:`perfmodel.harness.stage`), so that no
 thread pool, affinity or cache of one stage reaches the next one's measurement; their output
 goes to ``results/pipeline.log`` beside the results."""
 
@@ -26,9 +26,9 @@ import sys
 import time
 from pathlib import Path
 
-from .. import converge as CG
-from .. import stage
-from .. import workload as W
+from ..harness import convergence_runs as CR
+from ..harness import stage
+from ..harness import workload as W
 from ..results import is_results_file
 from ..ui import ProgressBar
 from .build import build
@@ -57,7 +57,7 @@ def stages(res: Path, full: bool = False, rounds: int = ROUNDS) -> list[tuple[st
         tag = f" (round {k} of {rounds})"
         timed = [*scale, "--strategies", "sync,async", "--workers", "1,2", "--timed-only",
                  "--seed", str(k)]  # each round its own draws of data order and stragglers
-        out.append(CG.profile_stage(conv, f"node-t1-p{k}.csv", tag))
+        out.append(CR.profile_stage(conv, f"node-t1-p{k}.csv", tag))
         out.append((f"scaling sweep{tag}", [*timed, *(["--micro"] if k == 1 else [])]))
         for strag in STRAGGLERS:
             out.append((f"straggler sweep {strag}{tag}", [*timed, "--straggler", strag]))
@@ -65,7 +65,7 @@ def stages(res: Path, full: bool = False, rounds: int = ROUNDS) -> list[tuple[st
                     ["converge", "--quick", "--round", str(k), "--rounds", str(rounds),
                      "--no-profile", "--out", str(conv), *quiet]))
     # and one more profile after the last runs: every run then lies between two profiles
-    out.append(CG.profile_stage(conv, f"node-t1-p{rounds + 1}.csv", " (closing)"))
+    out.append(CR.profile_stage(conv, f"node-t1-p{rounds + 1}.csv", " (closing)"))
     out.append(("functional runs", [*scale, "--strategies", "async,hybrid", "--workers", "2",
                                     "--groups", "1,2", "--steps", "20"]))
     return out

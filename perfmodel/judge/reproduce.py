@@ -36,9 +36,9 @@ from typing import Callable
 
 import numpy as np
 
-from . import scenario as SC
-from .model.stragglers import detour_default
-from .model.throughput import evaluate
+from ..model import scenario as SC
+from ..model.stragglers import detour_default
+from ..model.throughput import evaluate
 
 STRONG_NODES = np.array([1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048])
 STRONG_GLOBAL_BATCH = 2048
@@ -112,7 +112,7 @@ def _bisect(f: Callable[[float], float], target: float, lo: float, hi: float,
     return 0.5 * (lo + hi)
 
 
-def _with(s: dict, **kv) -> dict:
+def with_values(s: dict, **kv) -> dict:
     s = copy.deepcopy(s)
     for path, v in kv.items():
         sec, key = path.split("__")
@@ -163,17 +163,17 @@ def reproduce(overrides: list[str] | None = None) -> tuple[list[Figure], dict]:
 
     # the one fitted parameter: the straggler scale on the HEP peak
     def hep_peak(scale: float) -> float:  # the nominal inputs only: no corner needed here
-        s = _with(hep, cluster__straggler_scale=scale)
+        s = with_values(hep, cluster__straggler_scale=scale)
         return _at(s, SC.corners(s)[0])["peak_throughput_flops"]
 
     scale = _bisect(hep_peak, 11.73e15, 0.0, 0.1, increasing=False)
     fitted["cluster.straggler_scale"] = (scale, "s", "HEP peak 11.73 PFLOP/s")
-    hep = _with(hep, cluster__straggler_scale=scale)
-    clim = _with(clim, cluster__straggler_scale=scale)
+    hep = with_values(hep, cluster__straggler_scale=scale)
+    clim = with_values(clim, cluster__straggler_scale=scale)
 
     # what published OS noise would make the same run wait, against what the fit absorbs
     rate_hz, detour_s = detour_default()
-    noisy = _with(hep, cluster__straggler="detour", cluster__straggler_rate_hz=rate_hz,
+    noisy = with_values(hep, cluster__straggler="detour", cluster__straggler_rate_hz=rate_hz,
                   cluster__straggler_scale=detour_s)
     wait_fit_s = _at(hep, SC.corners(hep)[0])["straggler_s"]
     wait_os_s = _at(noisy, SC.corners(noisy)[0])["straggler_s"]

@@ -51,24 +51,25 @@ inputs and report the range as the interval. Unknown keys are errors naming the 
 
 from __future__ import annotations
 
-import functools
 import itertools
 import tomllib
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from kernels.zoo import ZOO
 
-from kernels.zoo import ZOO as _ZOO
-
-from .model import collectives, stragglers
-from .model.throughput import STRATEGIES, Inputs, NodeRate
-from .ui import UserError
+from ..results import ResultsError, read_results
+from ..ui import UserError
+from . import collectives, stragglers
+from .convergence import Convergence, fit, target_table
+from .interval import Interval
+from .profiles import link_from_profile, node_rate, peak_from_profile
+from .throughput import STRATEGIES, Inputs
+from .workload import layer_table, spread_blobs, workload_blob_ready, workload_ledger
 
 REQ = object()  # marks a required key
-ZOO_NAMES = tuple(_ZOO)
+ZOO_NAMES = tuple(ZOO)
 #: section -> key -> (type, default). 'num' may carry an interval.
 SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     "cluster": {
@@ -119,17 +120,6 @@ POSITIVE = {"nodes", "devices_per_node", "bucket_bytes", "cycle_s", "fusion_byte
             "link_bandwidth_Bps", "intra_bandwidth_Bps", "workers", "groups",
             "batch_per_worker", "global_batch", "params", "flop_per_sample", "image_size",
             "image_width", "filters"}
-
-
-@dataclass
-class Interval:
-    nominal: float
-    low: float
-    high: float
-
-    @property
-    def uncertain(self) -> bool:
-        return self.low != self.high
 
 
 def _num(where: str, v: Any) -> Interval:
@@ -235,8 +225,6 @@ def validate(raw: dict, source: str = "scenario") -> dict[str, dict[str, Any]]:
 def _straggler_defaults(c: dict, source: str) -> None:
     """Fill straggler_scale and straggler_rate_hz: 0 unless given, except for ``detour``,
     whose unset values take the published measurement of :func:`stragglers.detour_default`."""
-    from .model import stragglers
-
     rate_hz, detour_s = stragglers.detour_default()
     detour = c["straggler"] == "detour"
     for key, default in (("straggler_rate_hz", rate_hz), ("straggler_scale", detour_s)):
@@ -266,7 +254,7 @@ def _check_consistency(s: dict, source: str) -> None:
         if c["link_latency_s"] is not None or c["link_bandwidth_Bps"] is not None:
             raise UserError(f"{source}: cluster takes link_profile or link_latency_s and "
                             "link_bandwidth_Bps, not both")
-        c["link_latency_s"], c["link_bandwidth_Bps"] = _link_from_profile(c["link_profile"])
+        c["link_latency_s"], c["link_bandwidth_Bps"] = link_from_profile(c["link_profile"])
     for k in ("link_latency_s", "link_bandwidth_Bps"):
         if c[k] is None:
             raise UserError(f"{source}: cluster.{k} is required (or cluster.link_profile)")
@@ -274,7 +262,7 @@ def _check_consistency(s: dict, source: str) -> None:
         if c["node_profile"] is None:
             raise UserError(f"{source}: cluster.node_peak_flops is required (or a "
                             "node_profile that measured it)")
-        c["node_peak_flops"] = _peak_from_profile(c["node_profile"])
+        c["node_peak_flops"] = peak_from_profile(c["node_profile"])
     _straggler_defaults(c, source)
     if c["messages"] is None:  # overlapping as the libraries do it: DDP-style buckets
         c["messages"] = "bucketed" if c["overlap"] else "fused"
@@ -317,7 +305,7 @@ def _check_consistency(s: dict, source: str) -> None:
         raise UserError(f"{source}: workload takes one of net, layers and params "
                         f"(given: {', '.join(given)})")
     if w["layers"] is not None:
-        _layer_table(w["layers"], source)  # a bad table is an error now, naming the row
+        layer_table(w["layers"], source)  # a bad table is an error now, naming the row
     elif w["net"] is None and (w["params"] is None or w["flop_per_sample"] is None):
         raise UserError(f"{source}: workload needs net, or both params and flop_per_sample")
     if w["net"] is not None and w["params"] is not None:
@@ -359,9 +347,6 @@ def _check_consistency(s: dict, source: str) -> None:
 def _convergence_from_profile(conv: dict, source: str) -> None:
     """Fill s_min, b_noise, gamma, kappa (nominal +- one standard error) and the target from
     the calibration runs of a ``perfmodel converge`` folder or CSV."""
-    from .converge import fit, target_table
-    from .results import ResultsError, read_results
-
     p = Path(conv["profile"])
     path = p / "calibration.csv" if p.is_dir() else p
     try:
@@ -385,7 +370,7 @@ def _convergence_from_profile(conv: dict, source: str) -> None:
 def load(name_or_path: str, overrides: list[str] | None = None) -> tuple[dict, str]:
     """Read a scenario file or a preset by name, apply ``section.key=value`` overrides and
     validate. Returns (validated scenario, source label)."""
-    raw, source = _read(name_or_path)
+    raw, source = read_raw(name_or_path)
     for o in overrides or []:
         _apply_override(raw, o)
     return validate(raw, source), source
@@ -395,7 +380,7 @@ def load_for_plan(name_or_path: str, overrides: list[str] | None = None
                   ) -> tuple[dict, str]:
     """Like :func:`load`, but the planner chooses the training configuration itself, so the
     scenario's [training] is replaced by a trivial one (sync, one worker) before validation."""
-    raw, source = _read(name_or_path)
+    raw, source = read_raw(name_or_path)
     for o in overrides or []:
         _apply_override(raw, o)
     raw["training"] = {"strategy": "sync", "workers": 1, "batch_per_worker": 1}
@@ -403,14 +388,14 @@ def load_for_plan(name_or_path: str, overrides: list[str] | None = None
 
 
 def preset_names() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("perfmodel.presets").iterdir()
+    return sorted(p.name[:-5] for p in resources.files("perfmodel.model.presets").iterdir()
                   if p.name.endswith(".toml"))
 
 
-def _read(name_or_path: str) -> tuple[dict, str]:
+def read_raw(name_or_path: str) -> tuple[dict, str]:
     p = Path(name_or_path)
     if not p.exists():
-        pre = resources.files("perfmodel.presets") / f"{name_or_path}.toml"
+        pre = resources.files("perfmodel.model.presets") / f"{name_or_path}.toml"
         if not pre.is_file():
             raise UserError(f"{name_or_path!r} is neither a scenario file nor a preset "
                             f"(presets: {', '.join(preset_names())})")
@@ -436,182 +421,6 @@ def _apply_override(raw: dict, text: str) -> None:
     except tomllib.TOMLDecodeError:
         v = value.strip()
     raw.setdefault(sec, {})[key] = v
-
-
-# --- from a scenario to the model's inputs ---------------------------------------------------
-
-def _spec_ready(spec) -> tuple[float, ...]:
-    """Each blob's ready fraction of the step (timeline.ready_fractions) from a zoo Spec."""
-    from .model.timeline import ready_fractions
-
-    rows = spec.rows
-    return tuple(ready_fractions([r.forward_flop for r in rows], [r.backward_flop for r in rows],
-                                 spec.blob_rows))
-
-
-def _layer_table(path: str, source: str = "scenario"
-                 ) -> tuple[float, tuple[float, ...], tuple[float, ...]]:
-    """(training FLOP per sample, blob bytes, blob ready fractions) of a CSV layer table
-    (kernels.zoo.from_table)."""
-    import csv
-
-    from kernels.zoo import from_table
-
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as e:
-        raise UserError(f"{source}: workload.layers={path!r}: {e.strerror}") from None
-    need = {"layer", "params", "forward_flop"}
-    if not rows or not need <= set(rows[0]):
-        raise UserError(f"{source}: workload.layers={path!r}: needs a header with layer, "
-                        "params, forward_flop and one row per layer")
-    for i, r in enumerate(rows, start=2):
-        try:
-            float(r["params"]), float(r["forward_flop"])
-        except (TypeError, ValueError):
-            raise UserError(f"{source}: workload.layers={path!r} line {i}: params="
-                            f"{r['params']!r}, forward_flop={r['forward_flop']!r} must be "
-                            "numbers") from None
-    try:
-        spec = from_table(rows, name=Path(path).stem)
-    except ValueError as e:
-        raise UserError(f"{source}: workload.layers={path!r}: {e}") from None
-    return (float(spec.ledger().train_flop), tuple(4.0 * b for b in spec.blobs),
-            _spec_ready(spec))
-
-
-def workload_ledger(w: dict) -> tuple[float, np.ndarray]:
-    """(FLOP per sample of a training step, parameter blob sizes in bytes)."""
-    if w["layers"] is not None:
-        flop, blobs, _ = _layer_table(w["layers"])
-        return flop, np.array(blobs)
-    if w["net"] is None:
-        return float(w["flop_per_sample"].nominal), np.array([4.0 * w["params"]])
-    flop, blobs, _, _ = _net_ledger(w["net"], w["image_size"], w["image_width"], w["filters"])
-    return flop, np.array(blobs)
-
-
-SPREAD_BLOBS = 64  # pseudo-layers of a workload given as bare params, when it overlaps
-
-
-def spread_blobs(param_bytes: float, k: int = SPREAD_BLOBS) -> tuple[np.ndarray, np.ndarray]:
-    """(blob bytes, ready fractions) of a workload known only by its parameter bytes, for a
-    timeline that overlaps: k equal blobs whose gradients are ready evenly through backward
-    (forward the first third of the compute, backward twice forward, as for a layer table).
-    An ASSUMPTION, stated in the README: real networks hold more parameters in late layers,
-    whose gradients come first, so this hides less than they do."""
-    i = np.arange(k)  # forward order: the last blob is ready first
-    return np.full(k, param_bytes / k), 1.0 / 3.0 + (2.0 / 3.0) * (k - i) / k
-
-
-def workload_blob_ready(w: dict) -> np.ndarray | None:
-    """When each blob's gradient is ready, as a fraction of a step's compute (the timeline's
-    input); None for a workload given as bare params (one blob, ready at the end)."""
-    if w["layers"] is not None:
-        return np.array(_layer_table(w["layers"])[2])
-    if w["net"] is None:
-        return None
-    return np.array(_net_ledger(w["net"], w["image_size"], w["image_width"], w["filters"])[3])
-
-
-def _read_profile(field: str, path: str):
-    from .results import ResultsError, read_results
-
-    try:
-        return read_results(path)
-    except ResultsError as e:
-        raise UserError(f"cluster.{field}: {e} (measure it: make localhost)") from None
-
-
-def _link_from_profile(path: str) -> tuple[Interval, Interval]:
-    """Alpha and bandwidth from the Hockney fits of ``perfmodel.harness.micro`` runs: the
-    median as nominal, the range over runs as the interval."""
-    df = _read_profile("link_profile", path)
-    h = df[df.what == "hockney"]
-    lat, bw = h[h.metric == "latency"]["value"], h[h.metric == "bandwidth"]["value"]
-    if lat.empty or bw.empty:
-        raise UserError(f"cluster.link_profile: {path} holds no ping-pong fit (run "
-                        "perfmodel.harness.micro or perfmodel scale --micro)")
-    return (Interval(float(lat.median()), float(lat.min()), float(lat.max())),
-            Interval(float(bw.median()), float(bw.min()), float(bw.max())))
-
-
-def _peak_from_profile(path: str) -> Interval:
-    df = _read_profile("node_profile", path)
-    p = df[df.what == "peak"]["value"]
-    if p.empty:
-        raise UserError(f"cluster.node_profile: {path} holds no peak measurement")
-    return Interval(float(p.max()), float(p.max()), float(p.max()))
-
-
-@functools.lru_cache(maxsize=16)
-def _net_ledger(net: str, image_size: int | None, image_width: int | None,
-                filters: int | None = None
-                ) -> tuple[float, tuple[float, ...], str, tuple[float, ...]]:
-    import kernels
-    from kernels.zoo import ZOO
-
-    if net in ZOO:  # a common network: its ledger from the layer definitions, no weights
-        try:
-            spec = ZOO[net](**({} if image_size is None else {"image_size": image_size}))
-        except ValueError as e:
-            raise UserError(f"workload.image_size: {e}") from None
-        return (float(spec.ledger().train_flop), tuple(4.0 * b for b in spec.blobs), net,
-                _spec_ready(spec))
-    size: Any = image_size
-    if image_width is not None:
-        if net == "hep" and image_width != image_size:
-            raise UserError("workload.image_width: the HEP net takes square images "
-                            f"(image_size={image_size}, image_width={image_width})")
-        size = (image_size or 768, image_width) if net == "climate" else image_size
-    kw: dict[str, Any] = {} if size is None else {"image_size": size}
-    if filters is not None:
-        kw["filters"] = filters
-    try:
-        model = kernels.NETS[net](**kw)
-    except ValueError as e:
-        raise UserError(f"workload.image_size: {e}") from None
-    from .model.timeline import ready_fractions
-
-    led = model.ledger(1)
-    blobs = tuple(4.0 * wt.size for _, l in model.named_layers() for _, wt, _ in l.params())
-    row = {r.name: i for i, r in enumerate(led.rows)}
-    owner = [row[name] for name, l in model.named_layers() for _ in l.params()]
-    ready = tuple(ready_fractions([r.forward_flop for r in led.rows],
-                                  [r.backward_flop for r in led.rows], owner))
-    return float(led.train_flop), blobs, str(getattr(model, "name", net)), ready
-
-
-def _node_rate(c: dict, flops: float, w: dict | None = None,
-               reading: float = 0.0) -> NodeRate:
-    if c["node_profile"] is not None:
-        df = _read_profile("node_profile", c["node_profile"])
-        rows = df[(df.what == "step") & (df.metric == "flop_rate")
-                  & (df.implementation == "numba")]
-        if w is not None and w["net"] is not None:  # the profile of this workload's net
-            _, _, name, _ = _net_ledger(w["net"], w["image_size"], w["image_width"],
-                                     w["filters"])
-            rows = rows[rows.subject == name]
-            if w["image_size"] is not None:
-                rows = rows[rows.image_size == w["image_size"]]
-        steps = rows.groupby("batch")["value"].median()
-        if len(steps) < 1:
-            raise UserError(f"cluster.node_profile: {c['node_profile']} holds no step rates "
-                            "of this workload's net and size (run perfmodel node)")
-        b = steps.index.to_numpy(float)
-        ref = c["node_batch"] if c["node_batch"] in steps.index else b[-1]
-        return NodeRate(ref_flops=float(steps.loc[ref]), ref_batch=float(ref), batches=b,
-                        flops=steps.to_numpy(float))
-    if c["node_rate_shape"] is not None:  # a measured shape around the stated rate
-        cols = [np.array(x, float) for x in zip(*c["node_rate_shape"])]
-        b, r = cols[0], cols[min(1 + round(reading), len(cols) - 1)]
-        at_ref = np.interp(np.log2(c["node_batch"]), np.log2(b), r)
-        return NodeRate(ref_flops=flops, ref_batch=float(c["node_batch"]), batches=b,
-                        flops=flops * r / at_ref)
-    return NodeRate(ref_flops=flops, ref_batch=float(c["node_batch"]),
-                    half_batch=c["node_half_batch"].nominal if isinstance(
-                        c["node_half_batch"], Interval) else 0.0)
 
 
 UNCERTAIN = [("cluster", "node_flops"), ("cluster", "link_latency_s"),
@@ -655,7 +464,7 @@ def to_inputs(s: dict, values: dict[tuple[str, str], float] | None = None) -> In
     ready = workload_blob_ready(s["workload"])
     if ready is None and c["overlap"]:  # bare params: spread them evenly over backward
         blobs, ready = spread_blobs(float(blobs.sum()))
-    rate = _node_rate(c, get("cluster", "node_flops") or 0.0, s["workload"],
+    rate = node_rate(c, get("cluster", "node_flops") or 0.0, s["workload"],
                       get("cluster", "node_rate_reading"))
     if c["node_profile"] is None and c["node_rate_shape"] is None:
         rate.half_batch = get("cluster", "node_half_batch")
@@ -689,8 +498,6 @@ def to_inputs(s: dict, values: dict[tuple[str, str], float] | None = None) -> In
 
 def convergence_model(s: dict, get=None):
     """The scenario's convergence model (None without target_loss and s_min > 0)."""
-    from .model.convergence import Convergence
-
     conv = s["convergence"]
     if get is None:
         def get(sec, key):

@@ -1,4 +1,5 @@
-"""``perfmodel node``: validation, the measurement loop, the table and the results file."""
+"""``perfmodel node``: its arguments, validation, the measurement loop, the table and the
+results file."""
 
 from __future__ import annotations
 
@@ -11,11 +12,52 @@ from pathlib import Path
 import kernels
 from kernels.threads import available_cores
 
-from . import node as N
-from . import peers
-from .provenance import run_base
-from .results import ResultsWriter, make_row
-from .ui import ProgressBar, UserError, table
+from ..measure import node as N
+from ..measure import peers
+from ..provenance import run_base
+from ..results import ResultsWriter, make_row
+from ..ui import ProgressBar, UserError, default_output, positive_int, table
+
+
+def _batch_list(text: str) -> list[int]:
+    try:
+        out = sorted({int(t) for t in text.split(",") if t.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--sweep={text!r} must be comma-separated integers, e.g. 1,2,4,8") from None
+    if not out or out[0] < 1:
+        raise argparse.ArgumentTypeError(f"--sweep={text!r}: batches must be >= 1")
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--net", default="hep", help=f"network: {', '.join(kernels.NETS)} (default hep)")
+    p.add_argument("--batch", type=positive_int("batch"), default=8,
+                   help="local batch measured layer by layer (default 8, as in the paper)")
+    p.add_argument("--threads", type=positive_int("threads"), default=None,
+                   help=f"threads per process (default: all {available_cores()} cores)")
+    p.add_argument("--image-size", type=positive_int("image-size"), default=None,
+                   help="scaled variant: input height=width in pixels (default: published size)")
+    p.add_argument("--filters", type=positive_int("filters"), default=None,
+                   help="HEP only: conv width of a scaled variant (default 128)")
+    p.add_argument("--dropout", type=float, default=None,
+                   help="HEP only: dropout probability (default: the published 0.5; 0 as the "
+                        "convergence runs train, which also names the subject hep...-d0)")
+    p.add_argument("--sweep", type=_batch_list, default=None,
+                   help="batches for the rate-vs-batch curve (default 1,2,4,8,16; "
+                        "--quick: 1,2,4,8)")
+    p.add_argument("--repeats", type=positive_int("repeats"), default=None,
+                   help="timed steps per batch (default 5; --quick: 2)")
+    p.add_argument("--warmup", type=positive_int("warmup"), default=1,
+                   help="untimed steps before timing (default 1)")
+    p.add_argument("--peer", choices=["torch"], default=None,
+                   help="also measure PyTorch (NCHW and channels-last) and report ratios")
+    p.add_argument("--quick", action="store_true",
+                   help="CI-sized run: HEP at 64x64 (NERSC's small variant), fewer repeats")
+    p.add_argument("--output", "-o", default=None,
+                   help="results CSV (default results/node-NET-TIME.csv)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _validate(args: argparse.Namespace) -> None:
@@ -69,8 +111,6 @@ def run_node(args: argparse.Namespace) -> int:
 
 
 def _run_node(args: argparse.Namespace) -> int:
-    from .ui import default_output
-
     kernels.set_num_threads(args.threads)
     out = Path(args.output or default_output("node", args.net))
     writer = ResultsWriter(out)

@@ -1,7 +1,7 @@
 """PyTorch as the peer the Numba kernels are measured against (the ``peers`` extra).
 
 The same net (layer for layer, the same weights), batch and threads, in NCHW and in
-channels-last. The whole step is timed like :func:`perfmodel.node.measure_step` (forward, loss,
+channels-last. The whole step is timed like :func:`perfmodel.measure.node.measure_step` (forward, loss,
 backward, SGD with momentum). Per-layer times are taken in isolation: each layer alone on an
 input of its ledger shape, forward then backward of a random output gradient.
 
@@ -19,7 +19,7 @@ import numpy as np
 import kernels
 from kernels import ClimateNet
 
-from .results import Repeats
+from ..results import Repeats
 
 INSTALL_HINT = "pip install 'perfmodel[peers]'  (torch==2.13.0, CPU)"
 
@@ -29,7 +29,7 @@ def torch_available() -> bool:
 
 
 def _mirror_layer(layer: kernels.Layer):
-    import torch
+    import torch  # optional peer (the peers extra), imported only when measured
     from torch import nn
 
     if isinstance(layer, kernels.Conv2d):
@@ -64,7 +64,7 @@ def _mirror_layer(layer: kernels.Layer):
 
 def mirror(net: kernels.Net):
     """A torch module with the same layers and weights, and a loss function for it."""
-    import torch
+    import torch  # optional peer (the peers extra), imported only when measured
     from torch import nn
     from torch.nn import functional as F
 
@@ -96,7 +96,7 @@ def mirror(net: kernels.Net):
 
 
 def _to_layout(t, channels_last: bool):
-    import torch
+    import torch  # optional peer (the peers extra), imported only when measured
 
     return t.contiguous(memory_format=torch.channels_last) if channels_last and t.dim() == 4 \
         else t
@@ -105,7 +105,7 @@ def _to_layout(t, channels_last: bool):
 def measure_step(net: kernels.Net, x: np.ndarray, y: Any, threads: int, channels_last: bool,
                  repeats: int = 5, warmup: int = 1) -> Repeats:
     """Median-able step times (s) of the torch mirror of ``net`` on the batch (x, y)."""
-    import torch
+    import torch  # optional peer (the peers extra), imported only when measured
 
     torch.set_num_threads(threads)
     model, loss_fn = mirror(net)
@@ -130,7 +130,7 @@ def measure_step(net: kernels.Net, x: np.ndarray, y: Any, threads: int, channels
 def measure_layers(net: kernels.Net, batch: int, threads: int, channels_last: bool,
                    repeats: int = 5) -> dict[tuple[str, str], Repeats]:
     """Per-layer forward and backward times (s) of the torch mirror, each layer in isolation."""
-    import torch
+    import torch  # optional peer (the peers extra), imported only when measured
 
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)

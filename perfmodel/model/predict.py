@@ -1,4 +1,5 @@
-"""One scenario in, one prediction out (with intervals); sweeps over configurations."""
+"""One scenario in, one prediction out (with intervals); sweeps over configurations; the
+step of one configuration as a timeline."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..ui import UserError
 from . import scenario as SC
-from .model.throughput import STRATEGY_CODE, evaluate
-from .ui import UserError
+from . import timeline as TL
+from .throughput import STRATEGY_CODE, evaluate, message_s, messages
 
 KEYS = ("throughput_samples_per_s", "throughput_flops", "peak_throughput_flops", "efficiency",
         "speedup", "step_time_s", "steps_to_target", "time_to_target_s")
@@ -122,3 +124,30 @@ def sweep(s: dict, varies: list[str]) -> pd.DataFrame:
         df[k] = res[k]
     df.attrs["dropped"] = int((~ok).sum())
     return df
+
+
+def step_timeline(s: dict) -> dict:
+    """The scenario configuration's step as a timeline (nominal inputs): compute, then each
+    in-group message's ready, start and end times, and the exposed part."""
+    inp = SC.to_inputs(s)
+    cfg = SC.configuration(s)
+    res = evaluate(inp, cfg["strategy"], cfg["workers"], cfg["groups"], cfg["servers"],
+                   cfg["batch"])
+    t_c = float(res["compute_s"])
+    n = cfg["workers"] / (cfg["workers"] if cfg["strategy"] == "async" else cfg["groups"])
+    servers = cfg["strategy"] != "sync" and cfg["servers"] >= 1  # root's round trip rides along
+    if inp.messages == "horovod":  # its buffers follow the cycles: the recurrence records them
+        rows: list = []
+        _, total = TL.horovod(np.array([t_c]), lambda q, x: message_s(inp, q, x, servers),
+                              np.array([n]), inp.blob_bytes, inp.blob_ready, inp.overlap,
+                              inp.cycle_s, inp.fusion_bytes, rows=rows)
+        comm = float(total[0])
+    else:
+        nb, ready = messages(inp)
+        costs = [float(message_s(inp, np.array([n]), float(b), servers)[0]) for b in nb]
+        rows = TL.schedule(t_c, costs, nb, ready, inp.overlap)
+        comm = float(sum(costs))
+    return dict(compute_s=t_c, group_size=n, messages=inp.messages, overlap=inp.overlap,
+                servers=servers,
+                exposed_s=max(0.0, (rows[-1]["end_s"] if rows else t_c) - t_c),
+                communication_s=comm, schedule=rows)

@@ -27,7 +27,8 @@ import kernels
 from kernels import LayerTimer, Ledger
 from kernels.loss import DetectionTarget
 
-from .results import Repeats, make_row
+from ..results import Repeats, make_row
+from . import peak
 
 Progress = Callable[[str], None]
 
@@ -256,8 +257,6 @@ PROBE_SECONDS = 0.15
 def fma_probe(threads: int, quick: bool = False) -> Callable[[], float]:
     """A callable that measures the FMA loop on ``threads`` threads briefly (no warm-up: it
     runs right after a step has kept the cores busy) and returns its best FLOP/s."""
-    from . import peak
-
     seconds = 0.05 if quick else PROBE_SECONDS
 
     def run() -> float:
@@ -272,8 +271,6 @@ def peak_rows(base: dict[str, Any], threads: int, repeats: int = 5, quick: bool 
     values keyed ``fma``, ``sgemm``, ``triad`` (FLOP/s, FLOP/s, B/s) and ``peak``: the larger
     of the two rates (both are lower bounds of the machine's peak; on a shared machine one
     of them can lose a time slice)."""
-    from . import peak
-
     warmup_s = 0.5 if quick else peak.FMA_WARMUP_S
     fma, fma_flop = peak.fma_peak(threads, repeats, seconds=0.1 if quick else 0.3,
                                   warmup_s=warmup_s)

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 from numba import njit, prange
 
-from .results import Repeats
+from ..results import Repeats
 
 FMA_CHAIN = 8
 # run-time arguments, not literals, so the compiler cannot fold the FMA chain

@@ -23,9 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .model.throughput import Inputs, NodeRate, evaluate
-from .results import make_row
-from .ui import UserError
+import kernels
+
+from ..model.throughput import Inputs, NodeRate, evaluate
+from ..results import make_row
+from ..ui import UserError
 
 
 @dataclass
@@ -35,8 +37,6 @@ class Link:
 
 
 def _net(subject: str, image_size: int):
-    import kernels
-
     if subject.startswith("hep"):  # hep[-fFILTERS][-dDROPOUT], as kernels.hep_net names it
         kw: dict = {}
         for part in subject.split("-")[1:]:

@@ -36,7 +36,11 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+import h5py
 import numpy as np
+
+import kernels
+from kernels import DetectionTarget
 
 GENERATOR_VERSION = 1
 CLIMATE_CLASSES = ("tropical_depression", "tropical_cyclone", "extratropical_cyclone",
@@ -131,8 +135,6 @@ def write_dataset(out: str | os.PathLike, net: str, samples: int, image_size: in
                   ) -> list[Path]:
     """Generate ``samples`` training events into ``shards`` HDF5 files and ``val_samples``
     held-out events into ``val.h5`` (each file written atomically); returns the paths."""
-    import h5py
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     per = [samples // shards + (1 if i < samples % shards else 0) for i in range(shards)]
@@ -151,8 +153,6 @@ def write_dataset(out: str | os.PathLike, net: str, samples: int, image_size: in
             arrays: dict[str, Any] = dict(x=(x / norm[None, :, None, None]).astype(np.float32),
                                           y=y)
         else:
-            import kernels
-
             grid = kernels.climate_net(image_size, filters=(1,) * 6,
                                        decoder_filters=(1,) * 4).grid_shape()[2:]
             arrays = climate_events(n, image_size, grid, labelled_fraction, rng)
@@ -176,8 +176,6 @@ def dataset_matches(folder: str | os.PathLike, difficulty: float = 0.0,
                     need_val: bool = False) -> bool:
     """True when ``folder`` holds shards of this generator at ``difficulty`` (and the held-out
     file when ``need_val``): a sweep reuses such a data set and regenerates any other."""
-    import h5py
-
     folder = Path(folder)
     shards = sorted(folder.glob("shard_*.h5"))
     if not shards or (need_val and not (folder / VAL_FILE).exists()):
@@ -193,8 +191,6 @@ def load_held_out(folder: str | os.PathLike, samples: int | None = None
                   ) -> tuple[np.ndarray, Any] | None:
     """The held-out events of ``folder/val.h5`` (at most ``samples``) as (x, targets), or None
     when the data set has none."""
-    import h5py
-
     path = Path(folder) / VAL_FILE
     if not path.exists():
         return None
@@ -203,8 +199,6 @@ def load_held_out(folder: str | os.PathLike, samples: int | None = None
         x = f["x"][:n]
         if f.attrs["net"] == "hep":
             return x, f["y"][:n]
-        from kernels import DetectionTarget
-
         return x, DetectionTarget(obj=f["obj"][:n], cls=f["cls"][:n], box=f["box"][:n],
                                   labelled=f["labelled"][:n])
 
@@ -218,8 +212,6 @@ class ShardReader:
 
     def __init__(self, path: str | os.PathLike, batch: int, seed: int = 0,
                  prefetch: int = 2, shuffle: bool = True) -> None:
-        import h5py
-
         self.path = Path(path)
         self.batch = batch
         self._f = h5py.File(self.path, "r")
@@ -241,8 +233,6 @@ class ShardReader:
         x = f["x"][sl]
         if self.net == "hep":
             return x, f["y"][sl]
-        from kernels import DetectionTarget
-
         return x, DetectionTarget(obj=f["obj"][sl], cls=f["cls"][sl], box=f["box"][sl],
                                   labelled=f["labelled"][sl])
 

@@ -1,0 +1,174 @@
+"""``perfmodel predict``, ``sweep``, ``reproduce`` and ``presets``: terminal tables and JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from ..judge.reproduce import WIDTH, passed, reproduce, scored
+from ..model import scenario as SC
+from ..model.predict import BREAKDOWN, predict, step_timeline, sweep
+from ..ui import UserError, table
+
+
+def _fmt(x, unit: str = "") -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if unit and abs(x) >= scale:
+            return f"{x / scale:.3g} {prefix}{unit}"
+    return f"{x:.4g} {unit}".strip()
+
+
+def add_predict_arguments(pred: argparse.ArgumentParser) -> None:
+    pred.add_argument("scenario", help="scenario file or preset (see 'perfmodel presets')")
+    pred.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                      help="override a scenario value (repeatable)")
+    pred.add_argument("--json", action="store_true", help="JSON on stdout")
+    pred.add_argument("--timeline", action="store_true", help="also the step as a timeline: "
+                      "each message's ready, start and end times against backward, and the "
+                      "exposed part")
+
+
+def add_sweep_arguments(sw: argparse.ArgumentParser) -> None:
+    sw.add_argument("scenario")
+    sw.add_argument("--vary", action="append", default=[], metavar="training.KEY=SPEC",
+                    help="a:b (integers a..b), a:b:n (n log-spaced), x,y,z (repeatable)")
+    sw.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    sw.add_argument("--output", "-o", default=None, help="CSV or .parquet (default: CSV on "
+                    "stdout)")
+
+
+def add_reproduce_arguments(rp: argparse.ArgumentParser) -> None:
+    rp.add_argument("--json", action="store_true")
+    rp.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override both Cori presets (repeatable); the fitted parameter is "
+                         "fitted again under them")
+
+
+def add_presets_arguments(p: argparse.ArgumentParser) -> None:
+    """``perfmodel presets`` takes no arguments."""
+
+
+def run_presets(args: argparse.Namespace) -> int:
+    print("\n".join(SC.preset_names()))
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    s, source = SC.load(args.scenario, args.set)
+    p = predict(s)
+    if args.timeline:
+        p["timeline"] = step_timeline(s)
+    if args.json:
+        print(json.dumps(p, indent=2))
+        return 0
+    cfg = p["configuration"]
+    print(f"{source}: {cfg['strategy']}, {cfg['workers']} workers, {cfg['groups']} group(s), "
+          f"{cfg['servers']} parameter server(s), local batch {cfg['batch']}")
+    rows = []
+    for key, unit in (("throughput_samples_per_s", "samples/s"), ("throughput_flops", "FLOP/s"),
+                      ("peak_throughput_flops", "FLOP/s"), ("efficiency", ""),
+                      ("speedup", "x"), ("step_time_s", "s"), ("steps_to_target", ""),
+                      ("time_to_target_s", "s")):
+        lo, hi = p["interval"][key] or (None, None)
+        rows.append([key, _fmt(p[key], unit), f"[{_fmt(lo, unit)}, {_fmt(hi, unit)}]"])
+    print(table(["quantity", "predicted", "interval"], rows))
+    print("\nstep breakdown (sustained): " + ", ".join(
+        f"{k[:-2]} {p['breakdown'][k] * 1e3:.2f} ms" for k in BREAKDOWN))
+    if args.timeline:
+        tl = p["timeline"]
+        rows = tl["schedule"]
+        shown = rows if len(rows) <= 12 else rows[:6] + rows[-6:]
+        trip = "; each with the root's server round trip" if tl["servers"] else ""
+        print(f"\nstep timeline ({tl['messages']} messages, overlap "
+              f"{'on' if tl['overlap'] else 'off'}; group of {tl['group_size']:g}{trip}): "
+              "compute "
+              f"{tl['compute_s'] * 1e3:.2f} ms, communication {tl['communication_s'] * 1e3:.2f}"
+              f" ms, exposed after backward {tl['exposed_s'] * 1e3:.2f} ms")
+        print(table(["message", "MB", "ready ms", "start ms", "end ms", "exposed ms"],
+                    [[r["message"], f"{r['bytes'] / 1e6:.3g}", f"{r['ready_s'] * 1e3:.2f}",
+                      f"{r['start_s'] * 1e3:.2f}", f"{r['end_s'] * 1e3:.2f}",
+                      f"{r['exposed_s'] * 1e3:.2f}"] for r in shown]))
+        if len(rows) > len(shown):
+            print(f"({len(rows) - len(shown)} messages in the middle not shown; --json has "
+                  "all)")
+    return 0
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    if not args.vary:
+        raise UserError("give at least one --vary training.KEY=SPEC")
+    s, _ = SC.load(args.scenario, args.set)
+    t0 = time.perf_counter()
+    df = sweep(s, args.vary)
+    dt = time.perf_counter() - t0
+    msg = (f"{len(df)} configurations evaluated in {dt:.2f} s"
+           f" ({df.attrs['dropped']} combinations dropped as invalid)")
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix == ".parquet":
+            try:
+                df.to_parquet(out)
+            except ImportError:
+                raise UserError("--output *.parquet needs pyarrow; use .csv or "
+                                "pip install pyarrow") from None
+        else:
+            df.to_csv(out, index=False)
+        print(f"{msg}; written to {out}", file=sys.stderr)
+    else:
+        df.to_csv(sys.stdout, index=False)
+        print(msg, file=sys.stderr)
+    return 0
+
+
+def run_reproduce(args: argparse.Namespace) -> int:
+    figs, extra = reproduce(args.set)
+    if args.set and not args.json:
+        print("with both presets overridden: " + ", ".join(args.set) + "\n")
+    fin = lambda x: x if x == x else None  # noqa: E731  (NaN -> null in JSON)
+    if args.json:
+        print(json.dumps({"figures": [dict(
+            key=f.key, what=f.what, published=f.published, unit=f.unit,
+            predicted=fin(f.predicted), low=fin(f.low), high=fin(f.high), error=fin(f.error),
+            half_width=fin(f.half_width), inside=f.inside, status=f.status,
+            tolerance=f.tolerance, reproduced=passed(f), note=f.note) for f in figs],
+            "reproduced": sum(bool(passed(f)) for f in scored(figs)),
+            "scored": len(scored(figs)), "overrides": list(args.set), **extra}, indent=2,
+            default=float))
+        return 0
+    num = lambda x, u="": "-" if x != x else f"{x:.4g}{u}"  # noqa: E731
+    rows = []
+    for f in figs:
+        ok = passed(f)
+        rows.append([f.what, f"{f.published:g} {f.unit}".strip(), num(f.predicted),
+                     f"[{num(f.low)}, {num(f.high)}]" if f.low == f.low else "-",
+                     "-" if f.error != f.error else f"{100 * f.error:+.1f}%",
+                     {True: "yes", False: "no", None: "-"}[f.inside],
+                     "-" if f.half_width != f.half_width else f"+-{100 * f.half_width:.0f}%",
+                     f.status, {True: "yes", False: "NO", None: "-"}[ok]])
+    print(table(["figure", "published", "model", "interval", "error", "inside", "width",
+                 "used as", "reproduced"], rows))
+    print(f"\nreproduced = the published value inside the interval, the interval within "
+          f"+-{100 * WIDTH['throughput']:.0f}% (throughputs) or +-{100 * WIDTH['ratio']:.0f}% "
+          "(speedups, ratios, knees), and the nominal within the tolerance (5% throughputs, "
+          "10% ratios, knees exact)")
+    print("intervals: every corner of " + ", ".join(extra["uncertain_inputs"])
+          + " (the presets give each its source)")
+    print("\nfitted parameters (at most three; each figure it was fitted on is not counted):")
+    for name, (v, unit, on) in extra["fitted"].items():
+        print(f"  {name} = {v:.4g} {unit}   fitted on: {on}")
+    for f in figs:
+        if f.note:
+            print(f"  note ({f.key}): {f.note}")
+    sc = scored(figs)
+    print(f"\nreproduced: {sum(bool(passed(f)) for f in sc)} of {len(sc)} scored held-out "
+          "figures; not scored: "
+          + "; ".join(f"{f.key} ({f.status})" for f in figs
+                      if f.status != "held out" and f.status != "fitted"))
+    return 0

@@ -1,0 +1,112 @@
+"""What every section of a report shares: the Section and Claim it returns, number formats,
+CSV tables, results loading and the figures' plotting set-up."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..results import read_all
+
+
+@dataclass
+class Claim:
+    """One checked statement for the summary on top: a measured value, its tolerance and the
+    verdict (None: not measured, with ``detail`` saying why)."""
+
+    claim: str
+    value: float
+    unit: str
+    tolerance: str
+    passed: bool | None
+    detail: str = ""
+
+
+@dataclass
+class Section:
+    title: str
+    text: str = ""
+    figures: list[str] = field(default_factory=list)   # PNG file names
+    tables: list[str] = field(default_factory=list)    # CSV file names
+    missing: str = ""
+    captions: dict[str, str] = field(default_factory=dict)  # figure -> what to read from it
+    claims: list[Claim] = field(default_factory=list)
+    functional: list[str] = field(default_factory=list)  # tables of functional runs
+
+
+def fmt(v: float, digits: int = 3, unit: str = "") -> str:
+    """A number to ``digits`` significant digits (thousands kept whole), or "not measured"."""
+    if v is None or not isinstance(v, (int, float, np.floating, np.integer)) or not \
+            math.isfinite(float(v)):
+        return "not measured"  # never followed by a unit
+    v = float(v)
+    text = f"{v:.0f}" if abs(v) >= 10 ** digits else f"{v:.{digits}g}"
+    return f"{text} {unit}".strip() if unit else text
+
+
+def round_frame(df: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
+    """Floats to ``digits`` significant digits (what a table or CSV of the report shows)."""
+    out = df.copy()
+    for c in out.columns:
+        if pd.api.types.is_float_dtype(out[c]):
+            out[c] = out[c].map(lambda v: float(f"{v:.{digits}g}") if pd.notna(v)
+                                and math.isfinite(v) else v)
+    return out
+
+
+def write_csv(df: pd.DataFrame, out: Path, name: str, digits: int = 4) -> str:
+    """A report table: rounded to meaningful digits, empty cells where nothing was measured."""
+    round_frame(df, digits).to_csv(out / name, index=False, na_rep="")
+    return name
+
+
+def load(paths: list[str | Path]) -> pd.DataFrame:
+    """Every results file into one frame; a bad file is a UserError naming it."""
+    return read_all(paths)
+
+
+def plotting():
+    """(pyplot, seaborn), set up for files: the Agg backend and the report's theme."""
+    # imported here, not at the top: plotting costs start-up time no command but the report needs
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # after use("Agg")
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    return plt, sns
+
+
+def save_figure(fig, out: Path, name: str) -> str:
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    import matplotlib.pyplot as plt  # already loaded by plotting(); here to close the figure
+
+    plt.close(fig)
+    return name
+
+
+def latest_run(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the most recent run in ``df`` (by time)."""
+    if df.empty:
+        return df
+    last = df.sort_values("time_utc")["run_id"].iloc[-1]
+    return df[df.run_id == last]
+
+
+def main_batch(run: pd.DataFrame, df: pd.DataFrame) -> int:
+    """The batch a node run timed per layer as its main one: where its FMA probes ran (the
+    sweep's other batches carry per-layer rows too), else its largest."""
+    probe = df[(df.what == "probe") & (df.run_id == run.run_id.iloc[0])]
+    return int(probe.batch.iloc[0]) if len(probe) else int(run.batch.max())
+
+
+def relative_spread(v: pd.Series) -> float:
+    """(max - min) / median over repeated measurements of one figure; 0 for one."""
+    v = v.dropna()
+    return float((v.max() - v.min()) / v.median()) if len(v) > 1 and v.median() else 0.0

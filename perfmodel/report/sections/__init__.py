@@ -1,0 +1,1 @@
+"""One module per section of the report; each returns its Section(s) (missing ones say why)."""

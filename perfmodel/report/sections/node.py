@@ -1,0 +1,168 @@
+"""The node: per-layer and whole-step rates against the measured peak, and the node profiles
+the throughput model was given."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..common import (Claim, Section, fmt, latest_run, main_batch, plotting, relative_spread,
+                      save_figure, write_csv)
+
+
+def node_sections(df: pd.DataFrame, out: Path) -> list[Section]:
+    plt, sns = plotting()
+    node = df[(df.implementation == "numba") & df.what.isin(["layer", "step", "peak",
+                                                             "bandwidth"])]
+    layers = node[(node.what == "layer") & (node.metric == "flop_rate")]
+    if layers.empty:
+        return [Section("Node: per-layer FLOP rates and roofline",
+                        missing="no perfmodel node results (per-layer rows)")]
+    run = latest_run(layers)
+    batch = main_batch(run, df)
+    mine = node[node.run_id == run.run_id.iloc[0]]
+    # the peaks of this run, every implementation (sgemm's rows are OpenBLAS's, not Numba's)
+    ran = df[df.run_id == run.run_id.iloc[0]]
+    peaks = ran[ran.what == "peak"].groupby("subject")["value"].max()
+    triad = mine[mine.what == "bandwidth"]["value"].max()
+    peak = float(peaks.max()) if len(peaks) else np.nan  # the larger of FMA loop and sgemm
+    secs = []
+    run = run[run.batch == batch]
+    where = (f"{run.subject.iloc[0]} {run.image_size.iloc[0]}x{run.image_size.iloc[0]} px, "
+             f"batch {batch}, {run.threads.iloc[0]} thread(s)")
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    sns.barplot(data=run.assign(gflops=run.value / 1e9), x="layer", y="gflops", hue="phase",
+                ax=ax)
+    for name, v in peaks.items():
+        ax.axhline(v / 1e9, ls="--", lw=1, color="k" if name == "fma" else "grey")
+        ax.text(len(run.layer.unique()) - 0.5, v / 1e9, f" {name} peak", va="bottom",
+                ha="right", fontsize=8)
+    ax.set(ylabel="GFLOP/s", xlabel="", title=f"per-layer FLOP rates: {where}")
+    ax.tick_params(axis="x", rotation=60)
+    f1 = save_figure(fig, out, "node_layers.png")
+    tab = run[["layer", "phase", "value", "flop", "bytes"]].rename(columns={"value": "flops"})
+    tab = tab.assign(percent_of_measured_peak=100 * tab.flops / peak,
+                     flop_per_byte=tab.flop / tab.bytes.replace(0, np.nan))
+    write_csv(tab.rename(columns={"flops": "flop_per_s", "flop": "flop_per_call",
+                                  "bytes": "bytes_per_call"}), out, "node_layers.csv", 3)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    pts = tab.dropna(subset=["flop_per_byte"])
+    sns.scatterplot(data=pts.assign(gflops=pts.flops / 1e9), x="flop_per_byte", y="gflops",
+                    hue="phase", ax=ax)
+    if math.isfinite(peak) and math.isfinite(triad):
+        ai = np.logspace(-2, 3, 100)
+        ax.plot(ai, np.minimum(peak, ai * triad) / 1e9, "k-", lw=1,
+                label="roofline (measured peak, triad)")
+    ax.set(xscale="log", yscale="log", xlabel="FLOP/byte (compulsory traffic)",
+           ylabel="GFLOP/s", title="roofline")
+    ax.legend(fontsize=8)
+    f2 = save_figure(fig, out, "node_roofline.png")
+    step = mine[(mine.what == "step") & (mine.metric == "flop_rate") & (mine.batch == batch)]
+    step_text = (f" The training step: {fmt(step.value.iloc[0] / 1e9)} GFLOP/s = "
+                 f"{fmt(100 * step.value.iloc[0] / peak, 2)}% of the measured peak."
+                 if len(step) and math.isfinite(peak) else "")
+    secs.append(Section(
+        "Node: per-layer FLOP rates and roofline",
+        text=f"{where}. Measured FP32 peak: FMA loop "
+             f"{fmt(peaks.get('fma', np.nan) / 1e9, unit='GFLOP/s')}, sgemm "
+             f"{fmt(peaks.get('sgemm', np.nan) / 1e9, unit='GFLOP/s')} (the peak is the "
+             f"larger of the two measured); triad "
+             f"bandwidth {fmt(triad / 1e9, unit='GB/s')}. FLOPs: 2 per multiply-add, padded "
+             f"taps counted.{step_text}",
+        figures=[f1, f2], tables=["node_layers.csv"],
+        captions={f1: "Forward, backward-data and backward-weight FLOP rate of each layer "
+                      "against the measured peaks (dashed): the convolutions carry the step; "
+                      "element-wise layers are bound by memory, not FLOPs.",
+                  f2: "Each layer's rate against its arithmetic intensity (compulsory bytes "
+                      "only): points far below the roofline leave speed on the table."}))
+    steps = node[(node.what == "step") & (node.metric == "sample_rate")]
+    if steps.empty:
+        secs.append(Section("Node: rate vs batch", missing="no step rows"))
+    else:
+        s = steps.assign(config=steps.subject + " " + steps.image_size.astype(str) + " px, "
+                         + steps.threads.astype(str) + " thr")
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        sns.lineplot(data=s, x="batch", y="value", hue="config", marker="o", ax=ax,
+                     errorbar=None)
+        ax.set(xscale="log", xlabel="local batch", ylabel="samples/s",
+               title="training rate vs local batch")
+        f3 = save_figure(fig, out, "node_rate_vs_batch.png")
+        write_csv(s[["subject", "image_size", "threads", "batch", "value", "min", "max"]]
+                  .rename(columns={"value": "samples_per_s", "min": "min_samples_per_s",
+                                   "max": "max_samples_per_s"}), out,
+                  "node_rate_vs_batch.csv", 4)
+        secs.append(Section("Node: rate vs batch", figures=[f3],
+                            tables=["node_rate_vs_batch.csv"],
+                            captions={f3: "Samples/s of a training step against the local "
+                                          "batch: the node profile the throughput model "
+                                          "interpolates (median of the timed steps)."}))
+    peer = df[df.what == "ratio"]
+    if not peer.empty and (peer.phase == "step").any():
+        r = peer[peer.phase == "step"][["subject", "implementation", "batch", "value"]]
+        write_csv(r.rename(columns={"value": "ours_over_torch_speed"}), out, "peer_ratio.csv")
+        secs.append(Section("Node: against PyTorch", text="speed of ours over torch (> 1: "
+                            "ours faster)", tables=["peer_ratio.csv"]))
+    return secs
+
+
+def profile_sections(prof: pd.DataFrame, df: pd.DataFrame, out: Path) -> list[Section]:
+    """The node profiles the throughput model is given (one per round and threads per rank):
+    samples/s against the batch, and how far the rounds agree at the timed runs' batch."""
+    steps = prof[(prof.what == "step") & (prof.metric == "sample_rate")
+                 & (prof.implementation == "numba")]
+    title = "Node profiles of the local workload (the model's input)"
+    if steps.empty:
+        return [Section(title, missing="no node profiles")]
+    plt, sns = plotting()
+    runs = df[(df.what == "run") & (df.metric == "sample_rate") & ~df.functional] \
+        if "what" in df else pd.DataFrame()
+    batch = int(runs.batch.mode().iloc[0]) if len(runs) else int(steps.batch.max())
+    thr = int(runs.threads.mode().iloc[0]) if len(runs) else int(steps.threads.min())
+    st = steps.assign(profile=steps.threads.astype(str) + " thread(s)")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sns.lineplot(data=st, x="batch", y="value", hue="profile", units="run_id", estimator=None,
+                 marker="o", lw=1, ax=ax)
+    ax.set(xlabel="batch per rank", ylabel="samples/s", title=f"{st.subject.iloc[0]}: "
+           "training rate vs batch, every round's profile")
+    f = save_figure(fig, out, "node_profiles.png")
+    at = steps[(steps.batch == batch) & (steps.threads == thr)]
+    med, spread = float(at.value.median()), relative_spread(at.value)
+    tab = steps.groupby(["threads", "batch"]).agg(profiles=("value", "size"),
+                                                   median_samples_per_s=("value", "median"),
+                                                   spread=("value", relative_spread)).reset_index()
+    write_csv(tab.assign(spread_percent=100 * tab.spread).drop(columns="spread"), out,
+              "node_profiles.csv", 3)
+    # the node level of the model: the profiles' forward + backward time against the compute
+    # phase the harness measured in its timed runs of the same batch and threads
+    upd = prof[(prof.what == "layer") & (prof.layer == "update") & (prof.metric == "time")
+               & (prof.batch == batch) & (prof.threads == thr)].value.median()
+    prof_s = batch / med - (upd if upd == upd else 0.0)
+    # every timed run's compute phase counts: an injected delay is spent outside it (busy, so
+    # the core stays as warm as in a run without one), and each rank has its own core
+    comp = df[(df.what == "run") & (df.metric == "time") & (df.phase == "compute")
+              & (df.batch == batch) & (df.threads == thr) & ~df.functional
+              & (df.subject == steps.subject.iloc[0])] if "phase" in df else pd.DataFrame()
+    harness_s = float(comp.value.median()) if len(comp) else float("nan")
+    err = prof_s / harness_s - 1 if len(comp) else float("nan")
+    claims = [Claim(f"node rate: profiled forward+backward time against the harness's "
+                    f"compute phase ({thr} thread(s), batch {batch})", 100 * err, "%",
+                    "within +-10%", bool(abs(err) <= 0.10) if err == err else None,
+                    f"profiles {fmt(1e3 * prof_s)} ms (median of {len(at)}, "
+                    f"{fmt(med)} samples/s with the update), harness {fmt(1e3 * harness_s)} ms "
+                    f"(median of {len(comp)} runs)" if len(comp) else
+                    "no timed harness run at this batch and threads"),
+              Claim(f"node profiles: spread across rounds ({thr} thread(s), batch {batch})",
+                    100 * spread, "%", "stated", None,
+                    f"(max - min) / median of {len(at)} profiles, each in its own process "
+                    "right before the runs it predicts")]
+    return [Section(title, figures=[f], tables=["node_profiles.csv"], claims=claims,
+                    text=f"{len(steps.run_id.unique())} profiles, taken in rounds between the "
+                         "harness runs, each in its own process. The model predicts every "
+                         "harness run from the median of the profiles at its batch and threads "
+                         "per rank.",
+                    captions={f: "One line per profile: where the lines of one thread count "
+                                 "part, the machine drifted between rounds; that spread bounds "
+                                 "how well any prediction can match a single run."})]
