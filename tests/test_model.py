@@ -252,7 +252,8 @@ def test_presets_load_and_predict():
                     "efficiency", "speedup", "step_time_s"):
             lo, hi = p["interval"][key]
             assert lo <= p[key] <= hi
-        assert set(p["breakdown"]) == {"compute_s", "comm_s", "update_s", "ps_s", "straggler_s",
+        assert set(p["breakdown"]) == {"compute_s", "comm_s", "overlap_s", "update_s", "ps_s",
+                                       "straggler_s",
                                        "io_s"}
 
 

@@ -65,6 +65,15 @@ COMMANDS: dict[str, Command] = {
                                      "exchange)"))),
     "presets": Command(".model", "add_presets_arguments", "run_presets",
                        "list the scenario presets"),
+    "published": Command(".published", "add_arguments", "run_published",
+                         "published scaling runs of other systems against the model",
+                         dict(description=(
+                             "Predict every published run of the development set (scenarios "
+                             "with sourced inputs, under perfmodel/judge/published/) and "
+                             "print each case's published and predicted efficiency with its "
+                             "interval, then the set's median |error|, Kendall tau, the share "
+                             "of the lost efficiency the model explains and how many of the "
+                             "low-efficiency runs it gets within 15%."))),
     "scale": Command(".harness", "add_arguments", "run_scale",
                      "MPI scaling sweeps of sync, async and hybrid training", dict(description=(
                          "Run the MPI harness over strategies, worker, group and server counts "

@@ -86,19 +86,26 @@ def allreduce_s(algorithm: str, p, nbytes, alpha_s, beta_s_per_B, gamma_s_per_B=
     return np.where(p <= 1, 0.0, t)
 
 
+def intra_node_s(devices, nbytes, intra_alpha_s, intra_beta_s_per_B, gamma_s_per_B=0.0
+                 ) -> np.ndarray:
+    """The in-node part of a hierarchical allreduce among ``devices`` devices: a ring
+    reduce-scatter before the inter-node step and a ring allgather after it."""
+    d = np.asarray(devices, dtype=float)
+    n = np.asarray(nbytes, dtype=float)
+    frac = (d - 1) / np.maximum(d, 1)
+    intra = 2 * ((d - 1) * intra_alpha_s + n * frac * intra_beta_s_per_B) \
+        + n * frac * gamma_s_per_B
+    return np.where(d <= 1, 0.0, intra)
+
+
 def hierarchical_allreduce_s(algorithm: str, nodes, devices, nbytes, alpha_s, beta_s_per_B,
                              intra_alpha_s, intra_beta_s_per_B, gamma_s_per_B=0.0
                              ) -> np.ndarray:
     """Intra-node reduce-scatter, inter-node allreduce of each device's 1/devices share (all
     devices of a node in parallel on the node's link, so the whole message crosses it), then
     intra-node allgather: ring costs inside the node."""
-    d = np.asarray(devices, dtype=float)
-    n = np.asarray(nbytes, dtype=float)
-    frac = (d - 1) / np.maximum(d, 1)
-    intra = 2 * ((d - 1) * intra_alpha_s + n * frac * intra_beta_s_per_B) \
-        + n * frac * gamma_s_per_B
-    inter = allreduce_s(algorithm, nodes, n, alpha_s, beta_s_per_B, gamma_s_per_B)
-    return np.where(d <= 1, 0.0, intra) + inter
+    inter = allreduce_s(algorithm, nodes, nbytes, alpha_s, beta_s_per_B, gamma_s_per_B)
+    return intra_node_s(devices, nbytes, intra_alpha_s, intra_beta_s_per_B, gamma_s_per_B) + inter
 
 
 def point_to_point_s(nbytes, alpha_s, beta_s_per_B) -> np.ndarray:

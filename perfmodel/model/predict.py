@@ -15,7 +15,7 @@ from .throughput import STRATEGY_CODE, evaluate, message_s, messages
 
 KEYS = ("throughput_samples_per_s", "throughput_flops", "peak_throughput_flops", "efficiency",
         "speedup", "step_time_s", "steps_to_target", "time_to_target_s")
-BREAKDOWN = ("compute_s", "comm_s", "update_s", "ps_s", "straggler_s", "io_s")
+BREAKDOWN = ("compute_s", "comm_s", "overlap_s", "update_s", "ps_s", "straggler_s", "io_s")
 
 
 def predict(s: dict) -> dict[str, Any]:

@@ -61,7 +61,7 @@ from kernels.zoo import ZOO
 
 from ..results import ResultsError, read_results
 from ..ui import UserError
-from . import collectives, stragglers
+from . import collectives, stragglers, transport
 from .convergence import Convergence, fit, target_table
 from .interval import Interval
 from .profiles import link_from_profile, node_rate, peak_from_profile
@@ -75,6 +75,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     "cluster": {
         "name": ("str", ""), "nodes": ("int", REQ), "devices_per_node": ("int", 1),
         "node_peak_flops": ("num", None), "node_flops": ("num", None),
+        "node_samples_per_s": ("num", None),
         "node_profile": ("str", None), "node_batch": ("int", 8), "node_half_batch": ("num", 0.0),
         "link_latency_s": ("num", None), "link_bandwidth_Bps": ("num", None),
         "link_profile": ("str", None),
@@ -87,6 +88,12 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "straggler_rate_hz": ("num", None),
         "node_rate_shape": ("pairs", None), "compute_fraction": ("num", 1.0),
         "bisection_Bps": ("num", 0.0), "group_nodes": ("int", 0), "taper": ("num", 1.0),
+        "nics_per_node": ("int", 1), "nic_bandwidth_Bps": ("num", None),
+        "transport": ("str", "rdma"), "wire_efficiency": ("num", None),
+        "host_staging_Bps": ("num", 0.0), "message_overhead_s": ("num", 0.0),
+        "busy_rate_fraction": ("num", 1.0), "overlap_slowdown": ("num", 0.0),
+        "placement": ("str", "spread"), "fabric_slowdown": ("num", 1.0),
+        "flow_cap_Bps": ("num", 0.0), "flows_per_node": ("num", 1.0),
     },
     "io": {
         "bytes_per_sample": ("num", 0.0), "fs_bandwidth_Bps": ("num", 0.0),
@@ -101,7 +108,8 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     "training": {
         "strategy": ("str", REQ), "workers": ("int", REQ), "groups": ("int", 1),
         "param_servers": ("int", 0), "batch_per_worker": ("int", None),
-        "global_batch": ("int", None),
+        "global_batch": ("int", None), "gradient_dtype": ("str", "fp32"),
+        "servers_colocated": ("bool", False),
     },
     "convergence": {
         "target_loss": ("num", None), "s_min": ("num", 0.0), "b_noise": ("num", 0.0),
@@ -115,8 +123,12 @@ CHOICES = {("cluster", "allreduce"): collectives.ALGORITHMS,
            ("cluster", "straggler"): stragglers.DISTRIBUTIONS,
            ("training", "strategy"): STRATEGIES,
            ("io", "staging"): ("none", "node-local"),
+           ("cluster", "transport"): transport.TRANSPORTS,
+           ("cluster", "placement"): ("spread", "contiguous"),
+           ("training", "gradient_dtype"): tuple(transport.GRADIENT_BYTES),
            ("workload", "net"): ("hep", "climate", *ZOO_NAMES)}
-POSITIVE = {"nodes", "devices_per_node", "bucket_bytes", "cycle_s", "fusion_bytes", "node_peak_flops", "node_flops", "node_batch",
+POSITIVE = {"flows_per_node", "nics_per_node", "nic_bandwidth_Bps", "wire_efficiency", "busy_rate_fraction",
+            "fabric_slowdown", "nodes", "devices_per_node", "bucket_bytes", "cycle_s", "fusion_bytes", "node_peak_flops", "node_flops", "node_samples_per_s", "node_batch",
             "link_bandwidth_Bps", "intra_bandwidth_Bps", "workers", "groups",
             "batch_per_worker", "global_batch", "params", "flop_per_sample", "image_size",
             "image_width", "filters"}
@@ -248,13 +260,23 @@ def _straggler_defaults(c: dict, source: str) -> None:
 
 def _check_consistency(s: dict, source: str) -> None:
     c, w, t = s["cluster"], s["workload"], s["training"]
-    if (c["node_flops"] is None) == (c["node_profile"] is None):
-        raise UserError(f"{source}: cluster needs exactly one of node_flops and node_profile")
+    given = [k for k in ("node_flops", "node_samples_per_s", "node_profile") if c[k] is not None]
+    if len(given) != 1:
+        raise UserError(f"{source}: cluster needs exactly one of node_flops, "
+                        "node_samples_per_s and node_profile (given: "
+                        f"{', '.join(given) or 'none'})")
     if c["link_profile"] is not None:
         if c["link_latency_s"] is not None or c["link_bandwidth_Bps"] is not None:
             raise UserError(f"{source}: cluster takes link_profile or link_latency_s and "
                             "link_bandwidth_Bps, not both")
         c["link_latency_s"], c["link_bandwidth_Bps"] = link_from_profile(c["link_profile"])
+    if c["nic_bandwidth_Bps"] is not None:
+        if c["link_bandwidth_Bps"] is not None:
+            raise UserError(f"{source}: cluster takes link_bandwidth_Bps (per node) or "
+                            "nic_bandwidth_Bps (per NIC, times nics_per_node), not both")
+        nic, k = c["nic_bandwidth_Bps"], c["nics_per_node"]
+        c["link_bandwidth_Bps"] = Interval(nic.nominal * k, nic.low * k, nic.high * k)
+    transport.fill_defaults(c, source)
     for k in ("link_latency_s", "link_bandwidth_Bps"):
         if c[k] is None:
             raise UserError(f"{source}: cluster.{k} is required (or cluster.link_profile)")
@@ -312,10 +334,15 @@ def _check_consistency(s: dict, source: str) -> None:
         raise UserError(f"{source}: workload takes net or params, not both")
     strat, workers, groups, ps = t["strategy"], t["workers"], t["groups"], t["param_servers"]
     devices = c["nodes"] * c["devices_per_node"]
-    if workers + ps > devices:
+    colocated = t["servers_colocated"]
+    if colocated and not (strat == "sync" and ps >= 1):
+        raise UserError(f"{source}: training.servers_colocated = true is for synchronous "
+                        "training with parameter servers (strategy='sync', param_servers "
+                        ">= 1)")
+    if workers + (0 if colocated else ps) > devices:
         raise UserError(f"{source}: training.workers + training.param_servers = "
                         f"{workers + ps} exceeds the {devices} devices of the cluster")
-    if ps >= c["nodes"] * c["devices_per_node"]:
+    if not colocated and ps >= c["nodes"] * c["devices_per_node"]:
         raise UserError(f"{source}: training.param_servers={ps} must be fewer than the "
                         f"cluster's {devices} devices")
     if groups > workers:
@@ -324,9 +351,10 @@ def _check_consistency(s: dict, source: str) -> None:
     if workers % groups:
         raise UserError(f"{source}: training.groups={groups} does not divide "
                         f"training.workers={workers} into equal groups")
-    if strat == "sync" and (groups != 1 or ps != 0):
-        raise UserError(f"{source}: training.strategy='sync' takes groups=1 and "
-                        f"param_servers=0 (got groups={groups}, param_servers={ps})")
+    if strat == "sync" and groups != 1:
+        raise UserError(f"{source}: training.strategy='sync' takes groups=1 (got groups="
+                        f"{groups}; param_servers >= 1 makes it synchronous through "
+                        "parameter servers)")
     if strat in ("async", "hybrid") and ps < 1:
         raise UserError(f"{source}: training.strategy={strat!r} needs param_servers >= 1")
     if strat == "async" and groups not in (1, workers):
@@ -342,6 +370,10 @@ def _check_consistency(s: dict, source: str) -> None:
                             f"divide over the {per_group} workers of a group")
     if w["net"] is not None:
         workload_ledger(w)  # the net must build at this size: errors name the field
+    if c["node_samples_per_s"] is not None:  # a device's rate in samples/s, through the ledger
+        flop, _ = workload_ledger(w)
+        r = c["node_samples_per_s"]
+        c["node_flops"] = Interval(r.nominal * flop, r.low * flop, r.high * flop)
 
 
 def _convergence_from_profile(conv: dict, source: str) -> None:
@@ -428,7 +460,11 @@ UNCERTAIN = [("cluster", "node_flops"), ("cluster", "link_latency_s"),
              ("cluster", "straggler_rate_hz"), ("cluster", "node_rate_reading"),
              ("cluster", "node_half_batch"), ("cluster", "compute_fraction"),
              ("cluster", "bisection_Bps"), ("cluster", "taper"),
-             ("cluster", "update_bandwidth_Bps"), ("io", "bytes_per_sample"),
+             ("cluster", "update_bandwidth_Bps"), ("cluster", "wire_efficiency"),
+             ("cluster", "host_staging_Bps"), ("cluster", "message_overhead_s"),
+             ("cluster", "busy_rate_fraction"), ("cluster", "overlap_slowdown"),
+             ("cluster", "fabric_slowdown"), ("cluster", "flow_cap_Bps"),
+             ("cluster", "flows_per_node"), ("io", "bytes_per_sample"),
              ("io", "fs_bandwidth_Bps"), ("io", "local_read_Bps"), ("convergence", "b_noise"),
              ("convergence", "s_min"), ("convergence", "gamma"), ("convergence", "kappa")]
 
@@ -488,6 +524,16 @@ def to_inputs(s: dict, values: dict[tuple[str, str], float] | None = None) -> In
         compute_fraction=get("cluster", "compute_fraction"), nodes=c["nodes"],
         bisection_Bps=get("cluster", "bisection_Bps"), group_nodes=c["group_nodes"],
         taper=get("cluster", "taper"),
+        gradient_bytes=transport.GRADIENT_BYTES[s["training"]["gradient_dtype"]],
+        wire_efficiency=get("cluster", "wire_efficiency"),
+        host_staging_Bps=get("cluster", "host_staging_Bps"),
+        message_overhead_s=get("cluster", "message_overhead_s"),
+        busy_rate_fraction=get("cluster", "busy_rate_fraction"),
+        overlap_slowdown=get("cluster", "overlap_slowdown"),
+        placement=c["placement"], servers_colocated=s["training"]["servers_colocated"],
+        fabric_slowdown=get("cluster", "fabric_slowdown"),
+        flow_cap_Bps=get("cluster", "flow_cap_Bps"),
+        flows_per_node=get("cluster", "flows_per_node"),
         io_bytes_per_sample=get("io", "bytes_per_sample"),
         io_fs_Bps=get("io", "fs_bandwidth_Bps"), io_node_Bps=get("io", "node_read_Bps"),
         io_staging=io["staging"], io_local_Bps=get("io", "local_read_Bps"),

@@ -144,11 +144,45 @@ class Inputs:
     io_local_Bps: float = 0.0               # node-local read bandwidth (staging=node-local)
     io_prefetch: bool = True                # the next batch is read during the step
     dataset_bytes: float = 0.0              # what staging copies once
+    # --- mechanisms of lost efficiency (each off at its default: today's model) -------------
+    gradient_bytes: float = 4.0             # bytes per gradient element on the wire (fp32 4,
+                                            # fp16/bf16 2); the optimizer keeps fp32 weights
+    wire_efficiency: float = 1.0            # share of the link's line rate a message reaches
+                                            # (RDMA 1; TCP less: transport.py)
+    host_staging_Bps: float = 0.0           # GPU gradients copied to host memory and back at
+                                            # this rate (no GPUDirect RDMA); 0: not staged
+    message_overhead_s: float = 0.0         # fixed cost per message (launch, negotiation,
+                                            # serialization set-up): added to each message
+    busy_rate_fraction: float = 1.0         # a device's rate with every device of its node
+                                            # training, over its rate alone
+    overlap_slowdown: float = 0.0           # compute slowed by the communication it overlaps:
+                                            # sigma s of compute per s of hidden communication
+    placement: str = "spread"               # spread: every node's traffic crosses the
+                                            # bisection past a group; contiguous: ranks in
+                                            # topology order (a ring crosses group boundaries
+                                            # once per group)
+    servers_colocated: bool = False         # parameter servers on the worker nodes, sharing
+                                            # their links (sync with servers only)
+    flow_cap_Bps: float = 0.0               # a cloud's cap on one TCP flow (0: none); a node's
+                                            # collectives run at most flows_per_node of them
+    flows_per_node: float = 1.0
+    fabric_slowdown: float = 1.0            # inter-node communication time x this when a job
+                                            # spans more than one group (other jobs' traffic)
     extra: dict = field(default_factory=dict)
 
     @property
     def param_bytes(self) -> float:
         return float(np.sum(self.blob_bytes))
+
+    @property
+    def wire_scale(self) -> float:
+        """Bytes on the wire per byte of fp32 parameters (gradient_dtype)."""
+        return self.gradient_bytes / 4.0
+
+    @property
+    def wire_blob_bytes(self) -> np.ndarray:
+        """The gradient blobs as sent (gradient_dtype)."""
+        return np.asarray(self.blob_bytes, float) * self.wire_scale
 
     def busiest_shard_bytes(self, servers) -> np.ndarray:
         """Bytes held by the busiest server when blob k lives on server k mod S."""
@@ -163,70 +197,152 @@ class Inputs:
         return out
 
 
-def link_bandwidth_Bps(inp: Inputs, nodes) -> np.ndarray:
-    """Per-node bandwidth of a collective among ``nodes`` nodes: the link's, or the node's
-    share of the global bisection, 2 bisection / N, once the nodes span more than one
-    full-bandwidth group (the taper)."""
+def line_Bps(inp: Inputs) -> float:
+    """What one node's link delivers, untapered: its line rate times the transport's share,
+    at most ``flows_per_node`` x a cloud's cap on one TCP flow."""
+    line = float(inp.link_bandwidth_Bps) * inp.wire_efficiency
+    if inp.flow_cap_Bps > 0:
+        line = min(line, inp.flows_per_node * inp.flow_cap_Bps)
+    return line
+
+
+def link_bandwidth_Bps(inp: Inputs, nodes, algorithm: str | None = None) -> np.ndarray:
+    """Per-node bandwidth of a collective among ``nodes`` nodes: the link's line rate times
+    the transport's share of it (``wire_efficiency``), or the node's share of the global
+    bisection, 2 bisection / N, once the nodes span more than one full-bandwidth group (the
+    taper; a cloud's cap on one TCP flow, ``flow_cap_Bps``, bounds a node's
+    ``flows_per_node`` flows). With ``placement = "contiguous"`` a ring (``algorithm="ring"``) over ranks in
+    topology order crosses each group boundary on one link per direction, so it pays the taper
+    only where a group's uplink, group_nodes x its share, is below one link."""
     nodes = np.asarray(nodes, float)
-    bw = np.full(nodes.shape, float(inp.link_bandwidth_Bps))
+    bw = np.full(nodes.shape, line_Bps(inp))
     share = np.inf
     if inp.bisection_Bps > 0 and inp.nodes > 0:
         share = 2.0 * inp.bisection_Bps / inp.nodes
     if inp.taper > 1:  # a fat-tree oversubscribed taper:1 above its leaf switches
         share = min(share, inp.link_bandwidth_Bps / inp.taper)
     if np.isfinite(share):
+        if algorithm == "ring" and inp.placement == "contiguous":
+            share = share * max(inp.group_nodes, 1)  # the whole group's uplink, one ring edge
         bw = np.where(nodes > max(inp.group_nodes, 1), np.minimum(bw, share), bw)
     return bw
 
 
+def _inter_s(inp: Inputs, algorithm: str, nodes, nbytes, gamma) -> np.ndarray:
+    """The inter-node allreduce of ``nbytes`` among ``nodes`` nodes, with the fabric's
+    slowdown past one group; NCCL's choice takes each algorithm with its own taper."""
+    if algorithm == "nccl":
+        return np.minimum(_inter_s(inp, "ring", nodes, nbytes, gamma),
+                          _inter_s(inp, "two-tree", nodes, nbytes, gamma))
+    beta = 1.0 / link_bandwidth_Bps(inp, nodes, algorithm)
+    t = collectives.allreduce_s(algorithm, nodes, nbytes, inp.link_latency_s, beta, gamma)
+    if inp.fabric_slowdown != 1.0:
+        t = t * np.where(np.asarray(nodes) > max(inp.group_nodes, 1), inp.fabric_slowdown, 1.0)
+    return t
+
+
 def _allreduce_bytes(inp: Inputs, p, nbytes: float) -> np.ndarray:
     """One allreduce of ``nbytes`` among ``p`` workers (hierarchical with several devices a
-    node)."""
+    node: reduce-scatter inside, allreduce across the nodes, allgather inside)."""
     d = max(inp.devices_per_node, 1)
-    nodes = np.ceil(np.asarray(p, float) / d)
-    beta = 1.0 / link_bandwidth_Bps(inp, nodes)
+    p = np.asarray(p, float)
+    nodes = np.ceil(p / d)
     gamma = 1.0 / inp.reduce_bandwidth_Bps if inp.reduce_bandwidth_Bps > 0 else 0.0
+    inter = _inter_s(inp, inp.allreduce, nodes, nbytes, gamma)
     if d > 1:
-        return collectives.hierarchical_allreduce_s(
-            inp.allreduce, nodes, np.minimum(p, d), nbytes, inp.link_latency_s, beta,
-            inp.intra_latency_s, 1.0 / inp.intra_bandwidth_Bps, gamma)
-    return collectives.allreduce_s(inp.allreduce, p, nbytes, inp.link_latency_s, beta, gamma)
+        return inter + collectives.intra_node_s(np.minimum(p, d), nbytes, inp.intra_latency_s,
+                                                1.0 / inp.intra_bandwidth_Bps, gamma)
+    return inter
+
+
+def _staging_s(inp: Inputs, p, nbytes) -> np.ndarray:
+    """Copying a message to host memory and back (no GPUDirect RDMA), when it leaves the node."""
+    if inp.host_staging_Bps <= 0:
+        return 0.0
+    nodes = np.ceil(np.asarray(p, float) / max(inp.devices_per_node, 1))
+    return np.where(nodes > 1, 2.0 * np.asarray(nbytes, float) / inp.host_staging_Bps, 0.0)
 
 
 def messages(inp: Inputs) -> tuple[np.ndarray, np.ndarray]:
-    """(bytes, ready fraction) of the step's messages in the order they are sent."""
-    return timeline.messages(inp.blob_bytes, inp.blob_ready, inp.messages, inp.bucket_bytes)
+    """(bytes on the wire, ready fraction) of the step's messages in the order they are sent."""
+    return timeline.messages(inp.wire_blob_bytes, inp.blob_ready, inp.messages,
+                             inp.bucket_bytes)
 
 
-def message_s(inp: Inputs, p, nbytes, servers: bool = False) -> np.ndarray:
+def ps_sync_s(inp: Inputs, workers, nbytes, servers) -> np.ndarray:
+    """One message of synchronous training with parameter servers (MXNet ``dist_sync``,
+    TensorFlow's parameter-server strategy, BytePS): the devices of a node reduce it first
+    (an in-node reduce-scatter and allgather, as MXNet's device kvstore and BytePS do), then
+    each node pushes it and pulls the sum, each key's load spread over the servers. Full-duplex
+    links, as Jiang et al. (BytePS, OSDI 2020, sec. 2-3) count them: servers on their own
+    nodes take max(m / B, N m / (S B)) for N nodes (the nodes' links or the servers',
+    whichever is busier); servers on the worker nodes, sharing their links, 2 (N - 1) m /
+    (N B), an allreduce's traffic."""
+    d = max(inp.devices_per_node, 1)
+    p = np.asarray(workers, float)
+    n = np.ceil(p / d)
+    m = np.asarray(nbytes, float)
+    s = np.maximum(np.asarray(servers, float), 1.0)
+    bw = link_bandwidth_Bps(inp, n)
+    if inp.servers_colocated:
+        wire = 2.0 * (n - 1) / np.maximum(n, 1) * m / bw
+    else:
+        wire = np.maximum(m, n * m / s) / bw
+    intra = (collectives.intra_node_s(np.minimum(p, d), m, inp.intra_latency_s,
+                                      1.0 / inp.intra_bandwidth_Bps) if d > 1 else 0.0)
+    return intra + 2 * inp.link_latency_s + wire
+
+
+def message_s(inp: Inputs, p, nbytes, servers: bool = False, sync_servers=None
+              ) -> np.ndarray:
     """One message of the step's timeline, in s: its allreduce among ``p`` workers and, with
-    ``servers``, the group root's push to its server and pull of the new weights."""
-    c = _allreduce_bytes(inp, p, nbytes)
-    if servers:
-        c = c + 2 * (inp.link_latency_s + np.asarray(nbytes, float) / inp.link_bandwidth_Bps)
-    return c
+    ``servers``, the group root's push to its server and pull of the new weights; with
+    ``sync_servers`` (the number of servers of a synchronous run), the push and pull of
+    every worker instead (:func:`ps_sync_s`). Each message also pays the library's fixed
+    cost and, without GPUDirect, its copies through host memory."""
+    if sync_servers is not None:
+        c = ps_sync_s(inp, p, nbytes, sync_servers)
+    else:
+        c = _allreduce_bytes(inp, p, nbytes)
+        if servers:
+            c = c + 2 * (inp.link_latency_s + np.asarray(nbytes, float)
+                         / line_Bps(inp))
+    extra = _staging_s(inp, p, nbytes)
+    if inp.message_overhead_s > 0:
+        extra = extra + np.where(np.asarray(p, float) > 1, inp.message_overhead_s, 0.0)
+    return c + extra
 
 
 UPDATE_PASSES = 5  # SGD with momentum reads weights, gradients, momenta; writes two of them
 
 
-def comm_s(inp: Inputs, p, t_compute, servers: bool = False
+def comm_s(inp: Inputs, p, t_compute, servers: bool = False, sync_servers=None
            ) -> tuple[np.ndarray, np.ndarray]:
     """(exposed, total) in-group communication per step: the timeline of the step's messages
     against its backward pass (:mod:`.timeline`). ``servers``: each message is followed, on
     the group root's link, by its push to the parameter server and the pull of the new
     weights, 2 (alpha + m beta) (Intel Caffe's hybrid: per layer, reduce to the root, exchange
     with the blob's server, broadcast), so the round trip overlaps backward as the
-    allreduces do."""
+    allreduces do. ``sync_servers``: synchronous training with that many servers (an array
+    over the configurations), each message pushed and pulled by every worker."""
     t_c = np.asarray(t_compute, float)
-
-    def cost(q, x):
-        return message_s(inp, q, x, servers)
-
     group = np.broadcast_to(np.asarray(p, float), t_c.shape)
+    if sync_servers is not None:  # the cost depends on two arrays: one group size at a time
+        s_arr = np.broadcast_to(np.asarray(sync_servers, float), t_c.shape)
+        exp, tot = np.zeros(t_c.shape), np.zeros(t_c.shape)
+        for s_val in np.unique(s_arr):
+            mask = s_arr == s_val
+            e, c = _comm(inp, group[mask], t_c[mask],
+                         lambda q, x, s_val=s_val: message_s(inp, q, x, sync_servers=s_val))
+            exp[mask], tot[mask] = e, c
+        return exp, tot
+    return _comm(inp, group, t_c, lambda q, x: message_s(inp, q, x, servers))
+
+
+def _comm(inp: Inputs, group, t_c, cost) -> tuple[np.ndarray, np.ndarray]:
     if inp.messages == "horovod":
-        return timeline.horovod(t_c, cost, group, inp.blob_bytes, inp.blob_ready, inp.overlap,
-                                inp.cycle_s, inp.fusion_bytes)
+        return timeline.horovod(t_c, cost, group, inp.wire_blob_bytes, inp.blob_ready,
+                                inp.overlap, inp.cycle_s, inp.fusion_bytes * 1.0)
     nb, ready = messages(inp)
     return timeline.exposed(t_c, cost, group, nb, ready, inp.overlap)
 
@@ -246,14 +362,28 @@ def io_s(inp: Inputs, workers, batch) -> tuple[np.ndarray, float]:
     return t, 0.0
 
 
+def alone_exposed_s(inp: Inputs, t_c) -> np.ndarray:
+    """What Horovod's cycles leave past backward for one worker at the same compute time: its
+    sends cost nothing, so its cycles stay on the grid k x cycle_s from the step's start and
+    the last gradient (ready at the end of backward) leaves at the first tick after it. The
+    recurrence anchors the cycles at the step's start, and sends that end between two ticks
+    move the next cycle earlier, so a group's exposed part could come out a fraction of a
+    cycle below one worker's; the real loop's phase is not tied to the step, so no group
+    exposes less than one worker alone: this is its floor. (:func:`timeline.horovod` with free
+    sends gives the same, as the tests check.)"""
+    t_c = np.asarray(t_c, float)
+    return inp.cycle_s * np.ceil(t_c / inp.cycle_s - 1e-12) - t_c
+
+
 def evaluate(inp: Inputs, strategy, workers, groups, servers, batch) -> dict[str, np.ndarray]:
     """Predictions for configurations given as broadcastable arrays.
 
-    ``strategy``: codes of STRATEGIES (or names); ``batch``: local batch per worker. Returns
-    arrays: step_time_s, peak_step_time_s, compute_s, comm_s, update_s, ps_s, io_s,
-    straggler_s,
-    throughput_samples_per_s, throughput_flops, peak_throughput_flops, efficiency, speedup,
-    steps_to_target, time_to_target_s (NaN without a convergence model).
+    ``strategy``: codes of STRATEGIES (or names); ``batch``: local batch per worker; ``sync``
+    with servers is synchronous training through parameter servers (:func:`ps_sync_s`).
+    Returns arrays: step_time_s, peak_step_time_s, compute_s, comm_s, update_s, ps_s, io_s,
+    straggler_s, overlap_s, throughput_samples_per_s, throughput_flops,
+    peak_throughput_flops, efficiency, speedup, steps_to_target, time_to_target_s (NaN
+    without a convergence model).
     """
     code = np.vectorize(lambda s: STRATEGY_CODE[s] if isinstance(s, str) else s, otypes=[int])(
         strategy) if np.asarray(strategy).dtype.kind in "UO" else np.asarray(strategy)
@@ -261,43 +391,55 @@ def evaluate(inp: Inputs, strategy, workers, groups, servers, batch) -> dict[str
                                        for v in (workers, groups, servers, batch)))
     code = np.broadcast_to(code, w.shape)
     g = np.where(code == 0, 1.0, np.where(code == 1, w, g))
-    s = np.where(code == 0, 0.0, s)
     n = w / g
     rate = inp.rate(b)
     compute = b * inp.flop_per_sample / rate
     t_full = compute + inp.step_overhead_s  # the whole node's
-    t_c = np.where(w > 1, compute / inp.compute_fraction, compute) + inp.step_overhead_s
+    t_c = np.where(w > 1, compute / inp.compute_fraction, compute)
+    if inp.busy_rate_fraction != 1.0:  # several workers on a node slow each other
+        t_c = np.where(np.minimum(w, max(inp.devices_per_node, 1)) > 1,
+                       t_c / inp.busy_rate_fraction, t_c)
+    t_c = t_c + inp.step_overhead_s
     wait_mean, wait_best = stragglers.wait_s(inp.straggler, n, t_c, inp.straggler_scale,
                                              inp.straggler_absolute, inp.straggler_rate_hz)
     m = inp.param_bytes
-    beta = 1.0 / inp.link_bandwidth_Bps
+    beta = 1.0 / line_Bps(inp)  # a group root's own link to the servers
     has_ps = s >= 1
+    sync_ps = has_ps & (code == 0)
     # one timeline per configuration; with servers, each message carries the root's round trip
-    t_ar = np.zeros(t_c.shape)
-    for mask, servers in ((~has_ps, False), (has_ps, True)):
+    t_ar, t_tot = np.zeros(t_c.shape), np.zeros(t_c.shape)
+    for mask, kw in ((~has_ps, dict(servers=False)), (has_ps & ~sync_ps, dict(servers=True)),
+                     (sync_ps, None)):
         if mask.any():
-            t_ar[mask] = comm_s(inp, n[mask], t_c[mask], servers=servers)[0]
+            if kw is None:
+                kw = dict(sync_servers=s[mask])
+            t_ar[mask], t_tot[mask] = comm_s(inp, n[mask], t_c[mask], **kw)
+    if inp.messages == "horovod":
+        t_ar = np.maximum(t_ar, alone_exposed_s(inp, t_c))
+    # communication hidden behind backward slows the compute it overlaps
+    overlap = inp.overlap_slowdown * np.minimum(t_tot - t_ar, t_c) if inp.overlap else 0 * t_c
     update = (UPDATE_PASSES * m / inp.update_bandwidth_Bps
               if inp.update_bandwidth_Bps > 0 else 0.0)
-    upd = np.where(has_ps, 0.0, update)  # a worker's optimizer step follows its exchange
+    upd = np.where(has_ps & ~sync_ps, 0.0, update)  # a worker's optimizer step follows its
+    # exchange; with asynchronous servers the servers apply it
     shard = inp.busiest_shard_bytes(np.where(has_ps, s, 0))
     apply_s = shard * 3 / inp.ps_apply_bandwidth_Bps if inp.ps_apply_bandwidth_Bps > 0 else 0.0
-    busy = np.where(has_ps, 2 * shard * beta + apply_s, 0.0)
+    busy = np.where(has_ps & ~sync_ps, 2 * shard * inp.wire_scale * beta + apply_s, 0.0)
     t_io, staging_s = io_s(inp, w, b)
     out = {}
     for tag, wait in (("", wait_mean), ("peak_", wait_best)):
-        alone = t_c + wait + t_ar + upd + np.where(has_ps, apply_s, 0.0)
+        alone = t_c + wait + t_ar + overlap + upd + np.where(has_ps & ~sync_ps, apply_s, 0.0)
         # closed system of G groups sharing the busiest server: asymptotic bound
         no_io = np.maximum(alone, np.where(has_ps, g * busy, 0.0))
         t = np.maximum(no_io, t_io) if inp.io_prefetch else no_io + t_io
         out[tag + "step_time_s"] = t
         if not tag:
             out["io_s"] = t - no_io
-            out["ps_s"] = no_io - (t_c + wait + t_ar + upd)
+            out["ps_s"] = no_io - (t_c + wait + t_ar + overlap + upd)
     t = out["step_time_s"]
     samples = w * b / t
     out.update(compute_s=t_c, comm_s=t_ar, update_s=upd + 0 * t, straggler_s=wait_mean,
-               throughput_samples_per_s=samples,
+               overlap_s=overlap + 0 * t, throughput_samples_per_s=samples,
                throughput_flops=samples * inp.flop_per_sample,
                peak_throughput_flops=w * b * inp.flop_per_sample / out["peak_step_time_s"],
                efficiency=samples * t_full / (w * b))  # over W whole nodes that never wait

@@ -128,8 +128,8 @@ def write_summary(out: Path, title: str, sections: list[Section], machine: str =
                   "|---|---|---|---|"]
         for c in claims:
             verdict = verdict_of(c)
-            lines.append(f"| {c.claim} | {fmt(c.value, 3, c.unit)} | {c.tolerance} | "
-                         f"{verdict} |")
+            cells = (c.claim, fmt(c.value, 3, c.unit), c.tolerance, verdict)
+            lines.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")
         lines.append("")
     for s in sections:
         lines.append(f"## {s.title}")

@@ -1,0 +1,187 @@
+"""The mechanisms by which real runs lose efficiency (perfmodel.model.throughput, .transport):
+each one off gives the model of before; on, it costs what it says; no strategy, overlap or
+message scheme makes a group faster per worker than one device alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from perfmodel.model import scenario as SC
+from perfmodel.model.predict import predict
+from perfmodel.model.throughput import evaluate, messages
+
+RN50 = ['workload.net="resnet50"', "workload.image_size=224"]
+#: predictions of the parent commit of the mechanisms (eeb37bc), throughput in samples/s
+BEFORE = [
+    ("cori-knl-hep", [], 678392.1177262637),
+    ("cori-knl-climate", [], 15547.595155364774),
+    ("perlmutter-gpu-hep", [], 89255.91245276087),
+    ("cpu-epyc-hdr-hep", [], 60289.45205467759),
+    ("perlmutter-gpu-hep", RN50 + ["cluster.overlap=true", 'cluster.messages="horovod"'],
+     63369.902955175516),
+    ("perlmutter-gpu-hep", RN50 + ["cluster.overlap=true"], 61894.60959032437),
+    ("cpu-epyc-hdr-hep", ["cluster.taper=4", "cluster.group_nodes=16", "training.workers=256"],
+     32331.796421366216),
+]
+#: each mechanism's key with its off value and a value that turns it on
+MECHANISMS = [
+    ("cluster.wire_efficiency", "1.0", "0.3"),
+    ('cluster.transport', '"rdma"', '"tcp"'),
+    ("cluster.busy_rate_fraction", "1.0", "0.9"),
+    ("cluster.overlap_slowdown", "0.0", "0.3"),
+    ("cluster.message_overhead_s", "0.0", "1e-4"),
+    ("cluster.host_staging_Bps", "0.0", "10e9"),
+    ("cluster.fabric_slowdown", "1.0", "1.3"),
+    ("cluster.flow_cap_Bps", "0.0", "0.625e9"),
+    ('training.gradient_dtype', '"fp32"', '"fp16"'),
+]
+BASE = ("perlmutter-gpu-hep", RN50 + ["training.workers=512", "cluster.group_nodes=16"])
+
+
+def _thr(name: str, sets: list[str]) -> float:
+    s, _ = SC.load(name, sets)
+    return predict(s)["throughput_samples_per_s"]
+
+
+@pytest.mark.parametrize("name,sets,before", BEFORE)
+def test_with_every_mechanism_off_the_model_predicts_what_it_did(name, sets, before):
+    assert _thr(name, sets) == pytest.approx(before, rel=1e-12)
+
+
+@pytest.mark.parametrize("key,off,on", MECHANISMS)
+def test_each_mechanism_off_is_today_and_on_moves_the_prediction(key, off, on):
+    name, sets = BASE
+    if key == "cluster.overlap_slowdown":  # it costs only what overlaps
+        sets = sets + ["cluster.overlap=true", 'cluster.messages="bucketed"']
+    today = _thr(name, sets)
+    assert _thr(name, sets + [f"{key}={off}"]) == pytest.approx(today, rel=1e-12)
+    moved = _thr(name, sets + [f"{key}={on}"])
+    if key == "training.gradient_dtype":
+        assert moved > today  # half the bytes on the wire
+    else:
+        assert moved < today
+
+
+def test_overlap_slowdown_costs_only_the_hidden_communication():
+    name, sets = BASE
+    sets = sets + ["cluster.overlap=true", 'cluster.messages="bucketed"']
+    s, _ = SC.load(name, sets + ["cluster.overlap_slowdown=0.5"])
+    inp = SC.to_inputs(s)
+    r = evaluate(inp, "sync", 512, 1, 0, 32)
+    s0, _ = SC.load(name, sets)
+    r0 = evaluate(SC.to_inputs(s0), "sync", 512, 1, 0, 32)
+    # the exposed part is unchanged; the cost is half of what was hidden, and it shows
+    assert r["comm_s"] == pytest.approx(r0["comm_s"])
+    assert 0 < r["overlap_s"] <= 0.5 * r0["compute_s"]
+    assert r["step_time_s"] == pytest.approx(r0["step_time_s"] + r["overlap_s"])
+    s1, _ = SC.load(name, sets + ["cluster.overlap_slowdown=0.5", "cluster.overlap=false"])
+    assert float(evaluate(SC.to_inputs(s1), "sync", 512, 1, 0, 32)["overlap_s"]) == 0.0
+
+
+def test_fp16_gradients_halve_the_bytes_on_the_wire():
+    name, sets = BASE
+    inps = [SC.to_inputs(SC.load(name, sets + [f'training.gradient_dtype="{d}"'])[0])
+            for d in ("fp32", "fp16", "bf16")]
+    wire = [messages(i)[0].sum() for i in inps]
+    assert wire[1] == pytest.approx(wire[0] / 2) and wire[2] == wire[1]
+    assert inps[1].param_bytes == inps[0].param_bytes  # the optimizer keeps fp32 weights
+
+
+def _comm(sets: list[str], workers: int) -> float:
+    s, _ = SC.load("cpu-epyc-hdr-hep", ["training.workers=4", "cluster.group_nodes=16",
+                                        "cluster.taper=4"] + sets)
+    return float(evaluate(SC.to_inputs(s), "sync", workers, 1, 0, 8)["comm_s"])
+
+
+def test_a_ring_over_contiguous_ranks_pays_the_taper_at_group_boundaries_only():
+    ring = ['cluster.allreduce="ring"']
+    within = _comm(ring + ['cluster.placement="contiguous"'], 16)
+    assert within == _comm(ring, 16)  # one group: no taper either way
+    # past the group: spread placement pays taper 4 on all traffic; a contiguous ring crosses
+    # each boundary on one link, and a 16-node group's uplink (16 x 1/4 link) carries it
+    spread, contiguous = (_comm(ring + [f'cluster.placement="{p}"'], 256)
+                          for p in ("spread", "contiguous"))
+    untapered = _comm(ring + ["cluster.taper=1"], 256)
+    assert contiguous == pytest.approx(untapered) and spread > 1.5 * contiguous
+    # halving-doubling's far steps cross the bisection with every node: tapered either way
+    rab = ['cluster.allreduce="rabenseifner"']
+    assert _comm(rab + ['cluster.placement="contiguous"'], 256) == _comm(rab, 256)
+    # a group's uplink below one link: the boundary is the bottleneck again
+    narrow = _comm(ring + ['cluster.placement="contiguous"', "cluster.group_nodes=2",
+                           "cluster.taper=8"], 256)
+    assert narrow > untapered
+
+
+def test_synchronous_servers_on_their_own_nodes_or_on_the_workers():
+    # BytePS's counts: N nodes, S servers apart: max(m/B, N m/(S B)); colocated 2(N-1)m/(NB)
+    base = ['training.strategy="sync"', "training.groups=1", "training.workers=8",
+            "training.param_servers=8", "cluster.nodes=16",
+            'cluster.messages="fused"', "cluster.devices_per_node=1"]
+    s, _ = SC.load("cpu-epyc-hdr-hep", base)
+    inp = SC.to_inputs(s)
+    m = inp.param_bytes
+    bw = inp.link_bandwidth_Bps
+    apart = float(evaluate(inp, "sync", 8, 1, 8, 8)["comm_s"])
+    assert apart == pytest.approx(2 * inp.link_latency_s + m / bw)
+    few = float(evaluate(inp, "sync", 8, 1, 2, 8)["comm_s"])
+    assert few == pytest.approx(2 * inp.link_latency_s + 8 * m / (2 * bw))
+    s2, _ = SC.load("cpu-epyc-hdr-hep", base + ["training.servers_colocated=true"])
+    colo = float(evaluate(SC.to_inputs(s2), "sync", 8, 1, 8, 8)["comm_s"])
+    assert colo == pytest.approx(2 * inp.link_latency_s + 2 * 7 / 8 * m / bw)
+
+
+def test_bad_mechanism_values_are_errors_naming_the_field():
+    from perfmodel.ui import UserError
+
+    for sets, field in ((["cluster.wire_efficiency=1.5"], "cluster.wire_efficiency"),
+                        (["cluster.busy_rate_fraction=0"], "cluster.busy_rate_fraction"),
+                        (["cluster.fabric_slowdown=0.5"], "cluster.fabric_slowdown"),
+                        (['cluster.transport="ib"'], "cluster.transport"),
+                        (['training.gradient_dtype="fp8"'], "training.gradient_dtype"),
+                        (["training.servers_colocated=true"], "servers_colocated")):
+        with pytest.raises(UserError, match=field.replace(".", r"\.")):
+            SC.load("perlmutter-gpu-hep", sets)
+
+
+@settings(max_examples=60, deadline=None)
+@given(strategy=st.sampled_from(["sync", "async", "hybrid"]),
+       overlap=st.booleans(),
+       scheme=st.sampled_from(["fused", "per-blob", "bucketed", "horovod"]),
+       workers=st.sampled_from([2, 3, 8, 16, 64, 512]),
+       servers=st.sampled_from([1, 2, 8]),
+       dtype=st.sampled_from(["fp32", "fp16"]),
+       cycle=st.sampled_from([1e-4, 1e-3, 5e-3]),
+       batch=st.sampled_from([4, 32, 256]),
+       mech=st.sampled_from([[], ["cluster.overlap_slowdown=0.3", "cluster.busy_rate_fraction=0.9",
+                                  'cluster.transport="tcp"', "cluster.message_overhead_s=1e-4"]]))
+def test_no_group_is_faster_per_worker_than_one_device_alone(strategy, overlap, scheme, workers,
+                                                              servers, dtype, cycle, batch, mech):
+    s, _ = SC.load("perlmutter-gpu-hep", RN50 + [
+        f"cluster.overlap={'true' if overlap else 'false'}", f'cluster.messages="{scheme}"',
+        f'training.gradient_dtype="{dtype}"', f"cluster.cycle_s={cycle}"] + mech)
+    inp = SC.to_inputs(s)
+    groups = {"sync": 1, "async": workers, "hybrid": 2 if workers % 2 == 0 else 1}[strategy]
+    ps = 0 if strategy == "sync" else servers
+    many = evaluate(inp, strategy, workers, groups, ps, batch)["throughput_samples_per_s"]
+    one = evaluate(inp, "sync", 1, 1, 0, batch)["throughput_samples_per_s"]
+    devices = workers + ps  # servers on their own devices count: they do the update
+    assert float(many) / (devices * float(one)) <= 1 + 1e-12
+    assert np.all(evaluate(inp, strategy, workers, groups, ps, batch)["efficiency"] <= 1 + 1e-12)
+
+
+@pytest.mark.parametrize("t_c", [0.0123, 0.05, 0.1, 0.2371])
+@pytest.mark.parametrize("overlap", [False, True])
+def test_one_workers_horovod_floor_is_the_recurrence_with_free_sends(t_c, overlap):
+    from perfmodel.model import timeline as TL
+    from perfmodel.model.throughput import alone_exposed_s
+
+    s, _ = SC.load("perlmutter-gpu-hep", RN50 + ['cluster.messages="horovod"',
+                                                 f"cluster.overlap={str(overlap).lower()}"])
+    inp = SC.to_inputs(s)
+    exp, _ = TL.horovod(np.array([t_c]), lambda q, x: 0.0 * q, np.ones(1), inp.wire_blob_bytes,
+                        inp.blob_ready, inp.overlap, inp.cycle_s, inp.fusion_bytes)
+    assert float(alone_exposed_s(inp, np.array([t_c]))[0]) == pytest.approx(float(exp[0]),
+                                                                             abs=1e-15)
