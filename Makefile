@@ -35,6 +35,7 @@ validate: $(STAMP)
 	rm -rf $(VAL) && mkdir -p $(VAL)
 	for r in $$(seq $(ROUNDS)); do \
 	  $(PM) node --net hep --image-size 32 --filters 16 --threads 1 --sweep 1,2,4,8,16 --repeats 10 -o $(VAL)/node-f16-t1-$$r.csv --no-progress > /dev/null && \
+	  $(PM) node --net hep --image-size 32 --filters 16 --threads 1 --busy-ranks 2 --sweep 8 --repeats 10 -o $(VAL)/node-f16-t1-b2-$$r.csv --no-progress > /dev/null && \
 	  $(PM) node --net hep --image-size 32 --filters 16 --threads 2 --sweep 1,2,4,8,16 --repeats 10 -o $(VAL)/node-f16-t2-$$r.csv --no-progress > /dev/null && \
 	  $(PM) node --net hep --image-size 16 --threads 1 --batch 2 --sweep 1,2,4 --repeats 10 -o $(VAL)/node-h16-t1-$$r.csv --no-progress > /dev/null && \
 	  $(PM) node --net hep --image-size 16 --threads 2 --batch 2 --sweep 1,2,4 --repeats 10 -o $(VAL)/node-h16-t2-$$r.csv --no-progress > /dev/null && \
@@ -49,6 +50,7 @@ validate: $(STAMP)
 localhost: $(STAMP)
 	mkdir -p results/localhost
 	$(PM) node --net hep --image-size 32 --filters 16 --threads 1 --sweep 1,2,4,8,16 --repeats 10 -o results/localhost/node.csv --no-progress > /dev/null
+	$(PM) node --net hep --image-size 32 --filters 16 --threads 1 --busy-ranks 2 --sweep 8 --repeats 10 --append -o results/localhost/node.csv --no-progress > /dev/null
 	rm -f results/localhost/micro.csv
 	$(VENV)/bin/mpiexec -n 2 $(PY) -m mpi4py -m perfmodel.harness.micro --output results/localhost/micro.csv
 	$(PM) predict localhost

@@ -202,3 +202,40 @@ def test_placement_warning_flags_threads_that_share_cores():
     assert placement_warning(ok, 2) is None
     assert "cores were shared" in placement_warning(shared, 2)
     assert placement_warning(shared, 1) is None and placement_warning({"fma": 1.0}, 2) is None
+
+
+def test_busy_ranks_measures_beside_a_companion_and_says_so(tmp_path):
+    """--busy-ranks 2: the step timed while a companion rank trains the same net and batch on
+    the other core; its rows carry ranks=2; a profile holding both kinds gives the scenario's
+    busy fraction, and validate predicts 2-worker runs from it."""
+    from perfmodel.cli import main
+    from perfmodel.judge.validate import profile_ranks, profile_rates
+    from perfmodel.model.profiles import busy_fraction_from_profile
+    from perfmodel.results import read_results
+
+    out = tmp_path / "node.csv"
+    args = ["node", "--net", "hep", "--image-size", "32", "--filters", "8", "--dropout", "0",
+            "--threads", "1", "--sweep", "4", "--batch", "4", "--repeats", "2", "--quick",
+            "-o", str(out), "--no-progress"]
+    assert main(args) == 0
+    assert main(args + ["--busy-ranks", "2", "--append"]) == 0
+    df = read_results(out)
+    steps = df[(df.what == "step") & (df.metric == "time")]
+    assert set(steps.ranks) == {1, 2} and not df[df.ranks == 2].functional.any()
+    f = busy_fraction_from_profile(str(out), 4)
+    assert 0 < f <= 1
+    rates = profile_rates(df)
+    run = type("R", (), dict(subject=steps.subject.iloc[0], image_size=32, threads=1,
+                             ranks=2, param_servers=0))
+    assert profile_ranks(run, rates) == 2
+    run.ranks, run.param_servers = 2, 1  # one worker and a server: computing alone
+    assert profile_ranks(run, rates) == 1
+
+
+def test_busy_ranks_beyond_the_cores_is_refused(capsys):
+    from perfmodel.cli import main
+    from kernels.threads import available_cores
+
+    n = available_cores() + 1
+    assert main(["node", "--quick", "--threads", "1", "--busy-ranks", str(n)]) == 2
+    assert "--busy-ranks" in capsys.readouterr().err

@@ -171,7 +171,8 @@ def test_pipeline_rounds_interleave_profiles_and_timed_runs(tmp_path):
     labels = [label for label, _ in st]
     for k in range(1, ROUNDS + 1):
         first = labels.index(f"node profile (round {k} of {ROUNDS})")
-        assert labels[first + 1] == f"scaling sweep (round {k} of {ROUNDS})"
+        assert labels[first + 1] == f"node profile, 2 ranks busy (round {k} of {ROUNDS})"
+        assert labels[first + 2] == f"scaling sweep (round {k} of {ROUNDS})"
         assert f"held-out convergence runs (round {k} of {ROUNDS})" in labels[first:]
     assert labels.index("node profile (closing)") > labels.index(
         f"held-out convergence runs (round {ROUNDS} of {ROUNDS})")

@@ -50,12 +50,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="timed steps per batch (default 5; --quick: 2)")
     p.add_argument("--warmup", type=positive_int("warmup"), default=1,
                    help="untimed steps before timing (default 1)")
+    p.add_argument("--busy-ranks", type=positive_int("busy-ranks"), default=1,
+                   help="time each step with this many ranks of the node busy: the measured "
+                        "rank and ranks-1 companions training the same net and batch on the "
+                        "other cores (threads each), the rate a harness rank sees beside the "
+                        "others; rows carry ranks=N (default 1: alone)")
     p.add_argument("--peer", choices=["torch"], default=None,
                    help="also measure PyTorch (NCHW and channels-last) and report ratios")
     p.add_argument("--quick", action="store_true",
                    help="CI-sized run: HEP at 64x64 (NERSC's small variant), fewer repeats")
     p.add_argument("--output", "-o", default=None,
                    help="results CSV (default results/node-NET-TIME.csv)")
+    p.add_argument("--append", action="store_true", help="keep the rows already in --output "
+                   "(e.g. a profile alone and one with --busy-ranks in one file)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -70,6 +77,11 @@ def _validate(args: argparse.Namespace) -> None:
     if args.threads > cores:
         raise UserError(f"--threads={args.threads} exceeds the {cores} cores available; a "
                         f"timed run must not oversubscribe (allowed 1..{cores})")
+    if args.busy_ranks * args.threads > cores:
+        raise UserError(f"--busy-ranks={args.busy_ranks} x --threads={args.threads} exceeds "
+                        f"the {cores} cores available (allowed ranks x threads <= {cores})")
+    if args.busy_ranks > 1 and args.peer:
+        raise UserError("--busy-ranks measures the numba kernels only (no --peer)")
     if args.threads > kernels.max_threads():
         raise UserError(f"--threads={args.threads} exceeds NUMBA_NUM_THREADS="
                         f"{kernels.max_threads()} (allowed 1..{kernels.max_threads()})")
@@ -106,6 +118,8 @@ def _pinned(threads: int):
 
 def run_node(args: argparse.Namespace) -> int:
     _validate(args)
+    args.cores = sorted(os.sched_getaffinity(0))  # before pinning: the companions' cores too
+    args.base = run_base(args.threads, ranks=args.busy_ranks)  # the node's cores, not the pin
     with _pinned(args.threads):
         return _run_node(args)
 
@@ -113,8 +127,10 @@ def run_node(args: argparse.Namespace) -> int:
 def _run_node(args: argparse.Namespace) -> int:
     kernels.set_num_threads(args.threads)
     out = Path(args.output or default_output("node", args.net))
-    writer = ResultsWriter(out)
-    base = run_base(args.threads)
+    writer = ResultsWriter(out, append=args.append)
+    base = args.base
+    spec = dict(name=args.net, image_size=args.image_size, filters=args.filters,
+                dropout=args.dropout)
     batches = sorted(set(args.sweep) | {args.batch})
     n_steps = 2 + sum(args.repeats for _ in batches) + (2 if args.peer else 0)
     bar = ProgressBar(n_steps, f"node {args.net}", enabled=None if not args.no_progress
@@ -130,8 +146,12 @@ def _run_node(args: argparse.Namespace) -> int:
         net = N.build_net(args.net, args.image_size, filters=args.filters,
                           dropout=args.dropout)
         probe = N.fma_probe(args.threads, args.quick) if b == args.batch else None
-        m = N.measure_step(net, b, repeats=args.repeats, warmup=args.warmup, progress=bar,
-                           probe=probe)
+        with contextlib.ExitStack() as busy:
+            if args.busy_ranks > 1:  # companions on the other cores, the same net and batch
+                busy.enter_context(N.BusyNode(spec, b, args.busy_ranks, args.threads,
+                                                 args.cores))
+            m = N.measure_step(net, b, repeats=args.repeats, warmup=args.warmup,
+                               progress=bar, probe=probe)
         writer.add(m.rows(base))
         sweep.append(m)
         if b == args.batch:

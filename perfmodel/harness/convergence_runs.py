@@ -96,6 +96,18 @@ def profile_stage(out: Path, name: str, tag: str = "") -> tuple[str, list[str]]:
              "--repeats", "20", "--quick", "-o", str(out / name), "--no-progress"])
 
 
+BUSY_BATCHES = "8,16,32"  # the batches the 2-worker runs train at (here and in the report)
+
+
+def busy_profile_stage(out: Path, name: str, tag: str = "") -> tuple[str, list[str]]:
+    """A node profile with both ranks of the node busy (``--busy-ranks 2``), at the batches of
+    the 2-worker runs: their compute runs beside another rank's, slower than alone."""
+    return (f"node profile, 2 ranks busy{tag}",
+            ["node", *NET, "--threads", "1", "--busy-ranks", "2", "--sweep", BUSY_BATCHES,
+             "--batch", "8", "--repeats", "20", "--quick", "-o", str(out / name),
+             "--no-progress"])
+
+
 def round_stages(args: argparse.Namespace, out: Path, k: int, profile: bool = True
                  ) -> list[tuple[str, list[str]]]:
     """Round ``k`` (1-based) of ``--rounds``: a node profile (unless ``profile`` is off: the
@@ -107,7 +119,8 @@ def round_stages(args: argparse.Namespace, out: Path, k: int, profile: bool = Tr
     round, each run with its own seed; the first run of round 1 also takes the ping-pong."""
     tag = f" (round {k} of {args.rounds})" if args.rounds > 1 else ""
     tgt = target_args(args, out)
-    stages = [profile_stage(out, f"node-t1-r{k}.csv", tag)] if profile else []
+    stages = [profile_stage(out, f"node-t1-r{k}.csv", tag),
+              busy_profile_stage(out, f"node-t1-b2-r{k}.csv", tag)] if profile else []
     first = True
     for i, (label, argv) in enumerate(HELD_OUT):
         if args.quick and label not in QUICK_HELD_OUT:

@@ -4,7 +4,10 @@ Nothing here is fitted to the harness runs. The model's inputs are other measure
 
 * the node's rate vs local batch from ``perfmodel node`` (same net, image size and threads
   per rank as the run; samples/s, so that t_compute is exactly the measured step time, less
-  the SGD update's measured time when a parameter server applies the update);
+  the SGD update's measured time when a parameter server applies the update), measured with
+  as many ranks of the node busy as the run has workers (``perfmodel node --busy-ranks``):
+  two ranks on the node slow each other's compute; a run whose busy profile is missing is
+  predicted from the profile alone and says so (``profile_ranks``);
 * alpha and bandwidth fitted on the ping-pong of ``perfmodel.harness.micro`` (fitted on the
   ping-pong, not on the runs), and the triad bandwidth for the servers' updates;
 * the injected straggler delay, which the run states (exponential or constant).
@@ -49,8 +52,8 @@ def _net(subject: str, image_size: int):
 
 
 def node_rates(node: pd.DataFrame, best: bool = False, without_update: bool = False
-               ) -> dict[tuple[str, int, int], NodeRate]:
-    """(subject, image_size, threads) -> samples/s vs batch from the *mean* step time (the
+               ) -> dict[tuple[str, int, int, int], NodeRate]:
+    """(subject, image_size, threads, busy ranks) -> samples/s vs batch from the *mean* step time (the
     harness's sustained rate is a mean over its run too) or, with ``best``, the fastest step
     (for peak rates); ``without_update``: less the SGD update's time, for workers whose
     update a parameter server applies. FLOP/s are filled in later."""
@@ -59,14 +62,16 @@ def node_rates(node: pd.DataFrame, best: bool = False, without_update: bool = Fa
     upd = node[(node.what == "layer") & (node.layer == "update") & (node.metric == "time")
                & (node.implementation == "numba")]
     out = {}
-    for (subj, size, thr), g in steps.groupby(["subject", "image_size", "threads"]):
+    for (subj, size, thr, ranks), g in steps.groupby(["subject", "image_size", "threads",
+                                                      "ranks"]):
         g = g.groupby("batch")["min" if best else "value"].median()
         if without_update:
-            u = upd[(upd.subject == subj) & (upd.image_size == size) & (upd.threads == thr)]
+            u = upd[(upd.subject == subj) & (upd.image_size == size) & (upd.threads == thr)
+                    & (upd.ranks == ranks)]
             u = u.groupby("batch")["value"].median().reindex(g.index).fillna(0.0)
             g = g - u
         g = g.index.to_series() / g  # samples/s
-        out[(subj, int(size), int(thr))] = NodeRate(
+        out[(subj, int(size), int(thr), int(ranks))] = NodeRate(
             ref_flops=float(g.iloc[-1]), ref_batch=float(g.index[-1]),
             batches=g.index.to_numpy(float), flops=g.to_numpy(float))
     return out
@@ -111,6 +116,7 @@ def compare(runs: pd.DataFrame, node: pd.DataFrame, link: Link) -> pd.DataFrame:
     for _, r in meas.iterrows():
         pred, pred_peak, note = predict_run(r, rates, link, apply_bw)
         rows.append(dict(run_id=r.run_id, repeats=int(r.repeats), strategy=r.strategy,
+                         profile_ranks=profile_ranks(r, rates),
                          ranks=int(r.ranks),
                          workers=int(r.ranks) - int(r.param_servers), groups=int(r.groups),
                          param_servers=int(r.param_servers), threads=int(r.threads),
@@ -126,14 +132,22 @@ def compare(runs: pd.DataFrame, node: pd.DataFrame, link: Link) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def profile_ranks(r, rates: dict) -> int:
+    """Which profile predicts run ``r``: the one measured with as many ranks busy as the run
+    has workers computing at once, else the one measured alone (1)."""
+    workers = int(r.ranks) - int(r.param_servers)
+    key = (r.subject, int(r.image_size), int(r.threads), workers)
+    return workers if workers > 1 and key in rates[False][0] else 1
+
+
 def predict_run(r, rates: dict, link: Link, apply_bw: float) -> tuple[float, float, str]:
     """(sustained, peak samples/s, note) the model predicts for one harness run ``r`` (a row
     with strategy, ranks, groups, param_servers, threads, batch, subject, image_size,
     straggler); the note says why there is no prediction."""
-    key = (r.subject, int(r.image_size), int(r.threads))
+    key = (r.subject, int(r.image_size), int(r.threads), profile_ranks(r, rates))
     strag = _straggler(r.straggler)
     if key not in rates[False][0]:
-        return float("nan"), float("nan"), f"no node profile for {key}"
+        return float("nan"), float("nan"), f"no node profile for {key[:3]}"
     if strag is None:
         return float("nan"), float("nan"), f"straggler {r.straggler} not modelled"
     net = _net(r.subject, int(r.image_size))

@@ -17,6 +17,8 @@ moves both alike; the median over the steps is reported (``paired_peak_fraction`
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -316,3 +318,59 @@ def placement_warning(best: dict[str, float], threads: int) -> str | None:
     return (f"note: the FMA loop on {threads} threads ran {scaling:.2f}x one thread's rate "
             f"({best['fma'] / 1e9:.1f} vs {one / 1e9:.1f} GFLOP/s): the cores were shared or "
             "taken away while the peak was measured; compare ratios taken within one run")
+
+
+# --- the rate with every rank of the node busy -------------------------------------------------
+
+def _companion(spec: dict[str, Any], batch: int, threads: int, cores: set[int], ready,
+               stop) -> None:  # pragma: no cover - runs in a child process
+    """A companion rank: on its own cores, train steps of the same net and batch until told to
+    stop, as a harness rank beside the measured one would."""
+    os.sched_setaffinity(0, cores)
+    kernels.set_num_threads(threads)
+    net = build_net(**spec)
+    x, y = synthetic_batch(net, batch, seed=1)
+    net.train_step(x, y, lr=1e-4)  # compiled and warm before the measured rank starts
+    ready.set()
+    while not stop.is_set():
+        net.train_step(x, y, lr=1e-4)
+
+
+class BusyNode:
+    """``ranks - 1`` companion processes training the same net and batch on the node's other
+    cores (``threads`` each) while the caller measures: the per-rank rate with every rank of
+    the node busy, as the harness runs ``ranks`` workers (memory bandwidth, caches and the
+    shared last-level cache are then contended). A context manager; the companions start
+    warm and stop on exit."""
+
+    def __init__(self, spec: dict[str, Any], batch: int, ranks: int, threads: int,
+                 cores: list[int]) -> None:
+        need = ranks * threads
+        if len(cores) < need:
+            raise ValueError(f"{ranks} ranks x {threads} threads need {need} cores "
+                             f"({len(cores)} available)")
+        ctx = mp.get_context("spawn")  # a fresh interpreter: no thread pool carried over
+        self._stop = ctx.Event()
+        self._procs, self._ready = [], []
+        for k in range(1, ranks):
+            ready = ctx.Event()
+            own = set(cores[k * threads:(k + 1) * threads])
+            self._procs.append(ctx.Process(target=_companion, daemon=True,
+                                           args=(spec, batch, threads, own, ready, self._stop)))
+            self._ready.append(ready)
+
+    def __enter__(self) -> "BusyNode":
+        for p in self._procs:
+            p.start()
+        for p, ready in zip(self._procs, self._ready):
+            while not ready.wait(0.5):
+                if not p.is_alive():
+                    raise RuntimeError(f"a companion rank exited with code {p.exitcode}")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for p in self._procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.terminate()

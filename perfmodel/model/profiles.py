@@ -21,6 +21,21 @@ def read_profile(field: str, path: str):
         raise UserError(f"cluster.{field}: {e} (measure it: make localhost)") from None
 
 
+def busy_fraction_from_profile(path: str, batch: int) -> float:
+    """A rank's step rate with every rank of the node busy over its rate alone, at ``batch``
+    (or the largest batch both were measured at), from a profile that holds both kinds of
+    rows (``perfmodel node`` with and without ``--busy-ranks``); 1 when it holds one kind."""
+    df = read_profile("node_profile", path)
+    steps = df[(df.what == "step") & (df.metric == "flop_rate") & (df.implementation == "numba")]
+    alone = steps[steps.ranks == 1].groupby("batch").value.median()
+    busy = steps[steps.ranks > 1].groupby("batch").value.median()
+    both = alone.index.intersection(busy.index)
+    if both.empty:
+        return 1.0
+    b = batch if batch in both else both.max()
+    return float(min(busy.loc[b] / alone.loc[b], 1.0))
+
+
 def link_from_profile(path: str) -> tuple[Interval, Interval]:
     """Alpha and bandwidth from the Hockney fits of ``perfmodel.harness.micro`` runs: the
     median as nominal, the range over runs as the interval."""
@@ -47,7 +62,7 @@ def node_rate(c: dict, flops: float, w: dict | None = None,
     if c["node_profile"] is not None:
         df = read_profile("node_profile", c["node_profile"])
         rows = df[(df.what == "step") & (df.metric == "flop_rate")
-                  & (df.implementation == "numba")]
+                  & (df.implementation == "numba") & (df.ranks == 1)]  # the rate alone
         if w is not None and w["net"] is not None:  # the profile of this workload's net
             _, _, name, _ = net_ledger(w["net"], w["image_size"], w["image_width"],
                                      w["filters"])

@@ -64,7 +64,8 @@ from ..ui import UserError
 from . import collectives, stragglers, transport
 from .convergence import Convergence, fit, target_table
 from .interval import Interval
-from .profiles import link_from_profile, node_rate, peak_from_profile
+from .profiles import (busy_fraction_from_profile, link_from_profile, node_rate,
+                       peak_from_profile)
 from .throughput import STRATEGIES, Inputs
 from .workload import layer_table, spread_blobs, workload_blob_ready, workload_ledger
 
@@ -91,7 +92,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "nics_per_node": ("int", 1), "nic_bandwidth_Bps": ("num", None),
         "transport": ("str", "rdma"), "wire_efficiency": ("num", None),
         "host_staging_Bps": ("num", 0.0), "message_overhead_s": ("num", 0.0),
-        "busy_rate_fraction": ("num", 1.0), "overlap_slowdown": ("num", 0.0),
+        "busy_rate_fraction": ("num", None), "overlap_slowdown": ("num", 0.0),
         "placement": ("str", "spread"), "fabric_slowdown": ("num", 1.0),
         "flow_cap_Bps": ("num", 0.0), "flows_per_node": ("num", 1.0),
     },
@@ -276,6 +277,10 @@ def _check_consistency(s: dict, source: str) -> None:
                             "nic_bandwidth_Bps (per NIC, times nics_per_node), not both")
         nic, k = c["nic_bandwidth_Bps"], c["nics_per_node"]
         c["link_bandwidth_Bps"] = Interval(nic.nominal * k, nic.low * k, nic.high * k)
+    if c["busy_rate_fraction"] is None:  # a profile measured with ranks busy says it; else 1
+        f = busy_fraction_from_profile(c["node_profile"], c["node_batch"]) \
+            if c["node_profile"] is not None else 1.0
+        c["busy_rate_fraction"] = Interval(f, f, f)
     transport.fill_defaults(c, source)
     for k in ("link_latency_s", "link_bandwidth_Bps"):
         if c[k] is None:

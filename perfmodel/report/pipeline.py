@@ -58,6 +58,7 @@ def stages(res: Path, full: bool = False, rounds: int = ROUNDS) -> list[tuple[st
         timed = [*scale, "--strategies", "sync,async", "--workers", "1,2", "--timed-only",
                  "--seed", str(k)]  # each round its own draws of data order and stragglers
         out.append(CR.profile_stage(conv, f"node-t1-p{k}.csv", tag))
+        out.append(CR.busy_profile_stage(conv, f"node-t1-b2-p{k}.csv", tag))
         out.append((f"scaling sweep{tag}", [*timed, *(["--micro"] if k == 1 else [])]))
         for strag in STRAGGLERS:
             out.append((f"straggler sweep {strag}{tag}", [*timed, "--straggler", strag]))
@@ -66,6 +67,7 @@ def stages(res: Path, full: bool = False, rounds: int = ROUNDS) -> list[tuple[st
                      "--no-profile", "--out", str(conv), *quiet]))
     # and one more profile after the last runs: every run then lies between two profiles
     out.append(CR.profile_stage(conv, f"node-t1-p{rounds + 1}.csv", " (closing)"))
+    out.append(CR.busy_profile_stage(conv, f"node-t1-b2-p{rounds + 1}.csv", " (closing)"))
     out.append(("functional runs", [*scale, "--strategies", "async,hybrid", "--workers", "2",
                                     "--groups", "1,2", "--steps", "20"]))
     return out
