@@ -216,3 +216,15 @@ class PublishedSet:
         return s["low_efficiency_within"]
 
     track_published_low_efficiency_within.unit = "cases"
+
+
+class Startup:
+    """``perfmodel --help`` in a fresh interpreter: the lazy command registry keeps start-up
+    to importing the package (the command modules load only when their command runs)."""
+
+    repeat = 10
+    number = 1
+
+    def time_perfmodel_help(self):
+        subprocess.run([sys.executable, "-m", "perfmodel", "--help"], check=True,
+                       capture_output=True)

@@ -185,3 +185,14 @@ def test_one_workers_horovod_floor_is_the_recurrence_with_free_sends(t_c, overla
                         inp.blob_ready, inp.overlap, inp.cycle_s, inp.fusion_bytes)
     assert float(alone_exposed_s(inp, np.array([t_c]))[0]) == pytest.approx(float(exp[0]),
                                                                              abs=1e-15)
+
+
+def test_no_silent_defaults_the_prediction_states_what_it_assumes():
+    s, _ = SC.load("perlmutter-gpu-hep", ["cluster.overlap=true"])
+    said = " ".join(predict(s)["assumptions"])
+    assert "the same at every local batch" in said and "busy_rate_fraction = 1" in said
+    assert "overlap_slowdown = 0" in said
+    s, _ = SC.load("perlmutter-gpu-hep", ["cluster.node_half_batch=[0, 16]",
+                                          "cluster.busy_rate_fraction=[0.93, 1]",
+                                          "cluster.overlap=true", "cluster.overlap_slowdown=0.2"])
+    assert predict(s)["assumptions"] == []

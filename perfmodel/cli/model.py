@@ -80,6 +80,8 @@ def run_predict(args: argparse.Namespace) -> int:
     print(table(["quantity", "predicted", "interval"], rows))
     print("\nstep breakdown (sustained): " + ", ".join(
         f"{k[:-2]} {p['breakdown'][k] * 1e3:.2f} ms" for k in BREAKDOWN))
+    for line in p["assumptions"]:
+        print(f"assumed: {line}")
     if args.timeline:
         tl = p["timeline"]
         rows = tl["schedule"]

@@ -42,6 +42,27 @@ def predict(s: dict) -> dict[str, Any]:
                                                            * c["node_peak_flops"].nominal)
     if s["workload"]["dataset_samples"]:
         out["epoch_time_s"] = s["workload"]["dataset_samples"] / out["throughput_samples_per_s"]
+    out["assumptions"] = assumptions(s)
+    return out
+
+
+def assumptions(s: dict) -> list[str]:
+    """What a prediction of ``s`` assumes that the scenario does not state: nothing is assumed
+    silently."""
+    c, out = s["cluster"], []
+    half = c["node_half_batch"]
+    if c["node_profile"] is None and c["node_rate_shape"] is None and not half.high > 0:
+        out.append("node rate: the same at every local batch (no node_profile, "
+                   "node_rate_shape or node_half_batch): at small batches a device runs "
+                   "slower, so strong scaling is optimistic; give a measured shape "
+                   "(perfmodel node --sweep) or an interval")
+    if c["node_profile"] is None and c["devices_per_node"] > 1 \
+            and c["busy_rate_fraction"].low >= 1:
+        out.append("compute beside others: a device runs as fast beside the node's other "
+                   "devices as alone (cluster.busy_rate_fraction = 1)")
+    if c["overlap"] and not c["overlap_slowdown"].high > 0:
+        out.append("overlap: hidden communication costs the compute nothing "
+                   "(cluster.overlap_slowdown = 0)")
     return out
 
 
