@@ -28,6 +28,9 @@ def add_predict_arguments(pred: argparse.ArgumentParser) -> None:
     pred.add_argument("scenario", help="scenario file or preset (see 'perfmodel presets')")
     pred.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                       help="override a scenario value (repeatable)")
+    pred.add_argument("--unset", action="append", default=[], metavar="SECTION.KEY",
+                      help="remove a key of the scenario before the --set values (repeatable; "
+                           "e.g. training.batch_per_worker to give a global_batch instead)")
     pred.add_argument("--json", action="store_true", help="JSON on stdout")
     pred.add_argument("--timeline", action="store_true", help="also the step as a timeline: "
                       "each message's ready, start and end times against backward, and the "
@@ -39,6 +42,8 @@ def add_sweep_arguments(sw: argparse.ArgumentParser) -> None:
     sw.add_argument("--vary", action="append", default=[], metavar="training.KEY=SPEC",
                     help="a:b (integers a..b), a:b:n (n log-spaced), x,y,z (repeatable)")
     sw.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    sw.add_argument("--unset", action="append", default=[], metavar="SECTION.KEY",
+                    help="remove a key of the scenario before the --set values (repeatable)")
     sw.add_argument("--output", "-o", default=None, help="CSV or .parquet (default: CSV on "
                     "stdout)")
 
@@ -60,7 +65,7 @@ def run_presets(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    s, source = SC.load(args.scenario, args.set)
+    s, source = SC.load(args.scenario, args.set, args.unset)
     p = predict(s)
     if args.timeline:
         p["timeline"] = step_timeline(s)
@@ -105,7 +110,7 @@ def run_predict(args: argparse.Namespace) -> int:
 def run_sweep(args: argparse.Namespace) -> int:
     if not args.vary:
         raise UserError("give at least one --vary training.KEY=SPEC")
-    s, _ = SC.load(args.scenario, args.set)
+    s, _ = SC.load(args.scenario, args.set, args.unset)
     t0 = time.perf_counter()
     df = sweep(s, args.vary)
     dt = time.perf_counter() - t0

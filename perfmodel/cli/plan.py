@@ -26,6 +26,8 @@ EXAMPLES = """examples:
 def add_arguments(pl: argparse.ArgumentParser) -> None:
     pl.add_argument("scenario", help="scenario file or preset (the cluster and the workload)")
     pl.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    pl.add_argument("--unset", action="append", default=[], metavar="SECTION.KEY",
+                    help="remove a key of the scenario before the --set values (repeatable)")
     pl.add_argument("--epochs", type=float, default=None, help="target: passes over the "
                     "data set (needs workload.dataset_samples)")
     pl.add_argument("--target-loss", action="store_true", help="target: the scenario's "
@@ -46,7 +48,7 @@ def add_arguments(pl: argparse.ArgumentParser) -> None:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    s, source = SC.load_for_plan(args.scenario, args.set)
+    s, source = SC.load_for_plan(args.scenario, args.set, args.unset)
     if args.epochs is not None and args.target_loss:
         raise UserError("give exactly one target: --epochs N or --target-loss (the scenario's "
                         "[convergence])")

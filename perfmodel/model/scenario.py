@@ -63,7 +63,7 @@ from ..results import ResultsError, read_results
 from ..ui import UserError
 from . import collectives, stragglers, transport
 from .convergence import Convergence, fit, target_table
-from .interval import Interval
+from .interval import Interval, number, pairs
 from .profiles import (busy_fraction_from_profile, link_from_profile, node_rate,
                        peak_from_profile)
 from .throughput import STRATEGIES, Inputs
@@ -135,43 +135,6 @@ POSITIVE = {"flows_per_node", "nics_per_node", "nic_bandwidth_Bps", "wire_effici
             "image_width", "filters"}
 
 
-def _num(where: str, v: Any) -> Interval:
-    if isinstance(v, bool):
-        raise UserError(f"{where}: expected a number, got {v!r}")
-    if isinstance(v, (int, float)):
-        return Interval(float(v), float(v), float(v))
-    if isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float))
-                                                   and not isinstance(x, bool) for x in v):
-        lo, hi = float(v[0]), float(v[1])
-        if lo > hi:
-            raise UserError(f"{where}: interval [{lo}, {hi}] has low > high")
-        return Interval((lo + hi) / 2, lo, hi)
-    if isinstance(v, dict) and set(v) == {"nominal", "low", "high"}:
-        iv = Interval(*(float(_num(where, v[k]).nominal) for k in ("nominal", "low", "high")))
-        if not iv.low <= iv.nominal <= iv.high:
-            raise UserError(f"{where}: needs low <= nominal <= high, got {v}")
-        return iv
-    raise UserError(f"{where}: expected a number, [low, high] or {{nominal, low, high}}, "
-                    f"got {v!r}")
-
-
-def _pairs(where: str, v: Any) -> tuple[tuple[float, ...], ...]:
-    """Rows ``[batch, relative rate]``, or ``[batch, rate in reading A, rate in reading B]``
-    when a measurement can be read two ways (every row the same length)."""
-    ok = isinstance(v, list) and len(v) >= 2 and all(
-        isinstance(r, list) and len(r) in (2, 3) and len(r) == len(v[0]) and all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in r)
-        for r in v)
-    if not ok:
-        raise UserError(f"{where}: expected at least two [batch, relative rate] pairs (or "
-                        f"[batch, rate A, rate B] rows, all alike) of positive numbers, "
-                        f"got {v!r}")
-    rows = sorted(tuple(float(x) for x in r) for r in v)
-    if len({r[0] for r in rows}) != len(rows):
-        raise UserError(f"{where}: a batch appears twice in {v!r}")
-    return tuple(rows)
-
-
 def validate(raw: dict, source: str = "scenario") -> dict[str, dict[str, Any]]:
     """Check types, ranges and consistency; fill defaults. Raises UserError naming the field."""
     if not isinstance(raw, dict):
@@ -205,6 +168,8 @@ def validate(raw: dict, source: str = "scenario") -> dict[str, dict[str, Any]]:
             elif typ == "str":
                 if not isinstance(v, str):
                     raise UserError(f"{where}: expected a string, got {v!r}")
+                if (sec, k) in PATH_KEYS and not v.strip():
+                    raise UserError(f"{where}: expected a file's path, got an empty string")
                 allowed = CHOICES.get((sec, k))
                 if allowed and v not in allowed:
                     raise UserError(f"{where}={v!r} is not allowed (allowed: "
@@ -213,9 +178,9 @@ def validate(raw: dict, source: str = "scenario") -> dict[str, dict[str, Any]]:
                 if not isinstance(v, bool):
                     raise UserError(f"{where}: expected true or false, got {v!r}")
             elif typ == "pairs":
-                v = _pairs(where, v)
+                v = pairs(where, v)
             elif typ == "num":
-                v = _num(where, v)
+                v = number(where, v)
             if k in POSITIVE:
                 lo = v.low if isinstance(v, Interval) else v
                 if not lo > 0:
@@ -404,20 +369,35 @@ def _convergence_from_profile(conv: dict, source: str) -> None:
     conv["source"] = f"fitted on {path}: runs {', '.join(m.source['s_min, b_noise'])}"
 
 
-def load(name_or_path: str, overrides: list[str] | None = None) -> tuple[dict, str]:
-    """Read a scenario file or a preset by name, apply ``section.key=value`` overrides and
-    validate. Returns (validated scenario, source label)."""
+def load(name_or_path: str, overrides: list[str] | None = None,
+         unset: list[str] | None = None) -> tuple[dict, str]:
+    """Read a scenario file or a preset by name, remove the ``unset`` keys
+    (``section.key``), apply ``section.key=value`` overrides and validate. Returns (validated
+    scenario, source label)."""
     raw, source = read_raw(name_or_path)
+    for u in unset or []:
+        _apply_unset(raw, u)
     for o in overrides or []:
         _apply_override(raw, o)
     return validate(raw, source), source
 
 
-def load_for_plan(name_or_path: str, overrides: list[str] | None = None
-                  ) -> tuple[dict, str]:
+def _apply_unset(raw: dict, text: str) -> None:
+    sec, _, key = text.strip().partition(".")
+    if not key or sec not in SCHEMA or key not in SCHEMA[sec]:
+        raise UserError(f"--unset {text!r}: expected section.key of the schema (e.g. "
+                        "training.batch_per_worker)")
+    if isinstance(raw.get(sec), dict):
+        raw[sec].pop(key, None)
+
+
+def load_for_plan(name_or_path: str, overrides: list[str] | None = None,
+                  unset: list[str] | None = None) -> tuple[dict, str]:
     """Like :func:`load`, but the planner chooses the training configuration itself, so the
     scenario's [training] is replaced by a trivial one (sync, one worker) before validation."""
     raw, source = read_raw(name_or_path)
+    for u in unset or []:
+        _apply_unset(raw, u)
     for o in overrides or []:
         _apply_override(raw, o)
     raw["training"] = {"strategy": "sync", "workers": 1, "batch_per_worker": 1}
@@ -429,7 +409,15 @@ def preset_names() -> list[str]:
                   if p.name.endswith(".toml"))
 
 
+#: keys that name files: in a scenario file, a relative path is taken from the file's folder
+PATH_KEYS = (("cluster", "node_profile"), ("cluster", "link_profile"), ("workload", "layers"),
+             ("convergence", "profile"))
+
+
 def read_raw(name_or_path: str) -> tuple[dict, str]:
+    """The TOML of a scenario file or a preset, and its label. In a file, relative paths
+    (:data:`PATH_KEYS`) are made relative to the file's folder; a preset's stay relative to
+    the working directory (the repository's results/)."""
     p = Path(name_or_path)
     if not p.exists():
         pre = resources.files("perfmodel.model.presets") / f"{name_or_path}.toml"
@@ -443,9 +431,15 @@ def read_raw(name_or_path: str) -> tuple[dict, str]:
         except (OSError, UnicodeDecodeError) as e:
             raise UserError(f"{p}: cannot read ({e})") from None
     try:
-        return tomllib.loads(text), source
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{source}: not valid TOML ({e})") from None
+    if p.exists():
+        for sec, key in PATH_KEYS:
+            v = raw.get(sec, {}).get(key) if isinstance(raw.get(sec), dict) else None
+            if isinstance(v, str) and v and not Path(v).is_absolute():
+                raw[sec][key] = str(p.parent / v)
+    return raw, source
 
 
 def _apply_override(raw: dict, text: str) -> None:

@@ -1,0 +1,102 @@
+"""What a user writes in a scenario: quantities with units, paths beside the scenario file,
+--unset, and (fuzzed) any value of any key: exit 0 with finite JSON or exit 2 naming the field,
+never a traceback."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from perfmodel.cli import main
+from perfmodel.model import scenario as SC
+from perfmodel.model import units
+
+
+@pytest.mark.parametrize("key,text,value", [
+    ("link_bandwidth_Bps", "200 Gb/s", 25e9), ("link_bandwidth_Bps", "25 GB/s", 25e9),
+    ("link_bandwidth_Bps", "100Gbps", 12.5e9), ("link_latency_s", "2 us", 2e-6),
+    ("link_latency_s", "1.5ms", 1.5e-3), ("node_peak_flops", "19.5 TFLOP/s", 19.5e12),
+    ("bucket_bytes", "25 MiB", 25 * 2**20), ("straggler_rate_hz", "1 kHz", 1e3),
+    ("link_latency_s", "3e-6", 3e-6)])
+def test_quantities_convert_to_the_unit_of_the_key(key, text, value):
+    assert units.parse(key, text) == pytest.approx(value)
+
+
+def _run(argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(argv)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_a_scenario_in_units_predicts_as_the_same_in_numbers():
+    plain = SC.load("perlmutter-gpu-hep")[0]
+    words = SC.load("perlmutter-gpu-hep", ['cluster.link_bandwidth_Bps="800 Gb/s"',
+                                           'cluster.intra_bandwidth_Bps="100 GB/s"',
+                                           'cluster.link_latency_s=["1.5 us", "3 us"]'])[0]
+    for k in ("link_bandwidth_Bps", "intra_bandwidth_Bps", "link_latency_s"):
+        assert words["cluster"][k] == plain["cluster"][k]
+    rc, _, err = _run(["predict", "perlmutter-gpu-hep", "--set",
+                       'cluster.link_bandwidth_Bps="8 furlongs"'])
+    assert rc == 2 and "cluster.link_bandwidth_Bps" in err and "furlongs" in err
+
+
+def test_paths_resolve_against_the_scenario_file(tmp_path, monkeypatch):
+    (tmp_path / "net.csv").write_text("layer,params,forward_flop\nfc,1000000,2000000\n")
+    text = SC.read_raw("perlmutter-gpu-hep")[0]
+    (tmp_path / "my.toml").write_text(
+        (tmp_path / "x").as_posix() and
+        open(SC.__file__.replace("scenario.py", "presets/perlmutter-gpu-hep.toml")).read()
+        .replace('net = "hep"', 'layers = "net.csv"'))
+    assert text
+    monkeypatch.chdir(tmp_path.parent)  # elsewhere: the path is the file's folder's
+    rc, out, err = _run(["predict", str(tmp_path / "my.toml"), "--json"])
+    assert rc == 0, err
+
+
+def test_unset_removes_a_key_before_the_overrides():
+    s, _ = SC.load("perlmutter-gpu-hep", ["training.global_batch=8192"],
+                   unset=["training.batch_per_worker"])
+    assert SC.configuration(s)["batch"] == 32
+    rc, _, err = _run(["predict", "perlmutter-gpu-hep", "--unset", "training.nosuch"])
+    assert rc == 2 and "--unset" in err
+
+
+def test_the_three_defects_of_the_mutation_run_are_errors():
+    for text, field in (("convergence.kappa=inf", "convergence.kappa"),
+                        ("io.fs_bandwidth_Bps=1e-320", "io.fs_bandwidth_Bps"),
+                        ('cluster.link_profile=""', "cluster.link_profile")):
+        rc, _, err = _run(["predict", "cpu-epyc-hdr-hep", "--set", text, "--json"])
+        assert rc == 2 and field in err and "Traceback" not in err
+
+
+NUMERIC = [(sec, key) for sec, keys in SC.SCHEMA.items() for key, (typ, _) in keys.items()
+           if typ in ("num", "int")]
+VALUES = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10, 10**7),
+                   st.sampled_from(['"1 GB/s"', '"2 us"', '""', '"x"', "true", "[1, 2]",
+                                    "[2, 1]", "1e-320", "-1e300"]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(field=st.sampled_from(NUMERIC), value=VALUES,
+       preset=st.sampled_from(["cpu-epyc-hdr-hep", "perlmutter-gpu-hep", "cori-knl-hep"]))
+def test_fuzzed_presets_predict_finite_json_or_name_the_field(field, value, preset):
+    sec, key = field
+    text = value if isinstance(value, str) else (
+        "nan" if isinstance(value, float) and math.isnan(value) else
+        ("inf" if value == math.inf else "-inf" if value == -math.inf else repr(value)))
+    rc, out, err = _run(["predict", preset, "--set", f"{sec}.{key}={text}", "--json"])
+    assert "Traceback" not in err
+    if rc == 0:
+        json.loads(out, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+    else:
+        # one line naming a field: this one, or the one a consistency rule found it breaks
+        assert rc == 2 and err.count("\n") == 1 and re.search(
+            r"\b(cluster|io|workload|training|convergence)\b", err), err
