@@ -65,6 +65,12 @@ COMMANDS: dict[str, Command] = {
                                      "exchange)"))),
     "presets": Command(".model", "add_presets_arguments", "run_presets",
                        "list the scenario presets"),
+    "init": Command(".model", "add_init_arguments", "run_init",
+                    "write a commented scenario to start from", dict(description=(
+                        "Write a scenario file with every key listed, its unit, what it "
+                        "counts (per node, per device, per run) and its default; the values "
+                        "of a preset set, the other keys as comments. Numbers may carry "
+                        "units (\"200 Gb/s\"). Reference: docs/scenario.md."))),
     "published": Command(".published", "add_arguments", "run_published",
                          "published scaling runs of other systems against the model",
                          dict(description=(

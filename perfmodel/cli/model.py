@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from ..judge.reproduce import WIDTH, passed, reproduce, scored
+from ..model import reference as REF
 from ..model import scenario as SC
 from ..model.predict import BREAKDOWN, predict, step_timeline, sweep
 from ..ui import UserError, table
@@ -57,6 +58,32 @@ def add_reproduce_arguments(rp: argparse.ArgumentParser) -> None:
 
 def add_presets_arguments(p: argparse.ArgumentParser) -> None:
     """``perfmodel presets`` takes no arguments."""
+
+
+def add_init_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="the scenario file to write (TOML)")
+    p.add_argument("--from", dest="preset", default="perlmutter-gpu-hep",
+                   help="the preset (or scenario file) whose values it starts from (default "
+                        "perlmutter-gpu-hep: GPU nodes; see perfmodel presets)")
+    p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    p.add_argument("--reference", metavar="MD", default=None,
+                   help="also write the scenario reference (every key, its unit and "
+                        "default) as Markdown, as docs/scenario.md holds it")
+
+
+def run_init(args: argparse.Namespace) -> int:
+    out = Path(args.file)
+    if out.exists() and not args.force:
+        raise UserError(f"{out} exists (give --force to overwrite it)")
+    raw, source = SC.read_raw(args.preset)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(REF.template(raw, source))
+    SC.load(str(out))  # what init writes must load: a mistake here is ours, not the user's
+    print(f"scenario written to {out} (from {source}); try: perfmodel predict {out}")
+    if args.reference:
+        Path(args.reference).write_text(REF.markdown())
+        print(f"reference written to {args.reference}")
+    return 0
 
 
 def run_presets(args: argparse.Namespace) -> int:

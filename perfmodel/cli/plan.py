@@ -19,7 +19,8 @@ EXAMPLES = """examples:
   perfmodel plan cpu-epyc-hdr-hep --epochs 5 --max-nodes 256 --emit-slurm job.sh
   perfmodel plan cori-knl-hep --target-loss --set convergence.profile=results/convergence \\
       --set convergence.target_loss=0.4                # convergence fitted on your own runs
-  perfmodel plan my-cluster.toml --epochs 1 -o front.csv       # your scenario; Pareto front
+  perfmodel init my-cluster.toml && perfmodel plan my-cluster.toml --epochs 1 -o front.csv
+                                                        # your scenario; the Pareto front
 """
 
 
