@@ -100,3 +100,23 @@ def test_fuzzed_presets_predict_finite_json_or_name_the_field(field, value, pres
         # one line naming a field: this one, or the one a consistency rule found it breaks
         assert rc == 2 and err.count("\n") == 1 and re.search(
             r"\b(cluster|io|workload|training|convergence)\b", err), err
+
+
+def test_sweeps_vary_any_key_keep_intervals_and_draw(tmp_path):
+    out, fig = tmp_path / "s.csv", tmp_path / "s.png"
+    rc, _, err = _run(["sweep", "perlmutter-gpu-hep", "--vary",
+                       "cluster.link_bandwidth_Bps=12.5e9,25e9", "--vary",
+                       'training.gradient_dtype=fp32,fp16', "--vary", "training.workers=8,64",
+                       "-o", str(out), "--plot", str(fig)])
+    assert rc == 0, err
+    import pandas as pd
+
+    df = pd.read_csv(out)
+    assert len(df) == 8 and set(df["training.gradient_dtype"]) == {"fp32", "fp16"}
+    assert (df.throughput_samples_per_s_low <= df.throughput_samples_per_s).all()
+    assert (df.throughput_samples_per_s <= df.throughput_samples_per_s_high).all()
+    fp16 = df[df["training.gradient_dtype"] == "fp16"].comm_s.to_numpy()
+    fp32 = df[df["training.gradient_dtype"] == "fp32"].comm_s.to_numpy()
+    assert (fp16 <= fp32).all() and fig.stat().st_size > 1000
+    rc, _, err = _run(["sweep", "perlmutter-gpu-hep", "--vary", "cluster.nosuch=1,2"])
+    assert rc == 2 and "cluster.nosuch" in err

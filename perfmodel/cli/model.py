@@ -9,10 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from ..judge.reproduce import WIDTH, passed, reproduce, scored
 from ..model import reference as REF
 from ..model import scenario as SC
-from ..model.predict import BREAKDOWN, predict, step_timeline, sweep
+from ..model.predict import (BREAKDOWN, parse_vary, predict, split_varies, step_timeline,
+                             sweep)
 from ..ui import UserError, table
 
 
@@ -40,8 +43,17 @@ def add_predict_arguments(pred: argparse.ArgumentParser) -> None:
 
 def add_sweep_arguments(sw: argparse.ArgumentParser) -> None:
     sw.add_argument("scenario")
-    sw.add_argument("--vary", action="append", default=[], metavar="training.KEY=SPEC",
-                    help="a:b (integers a..b), a:b:n (n log-spaced), x,y,z (repeatable)")
+    sw.add_argument("--vary", action="append", default=[], metavar="SECTION.KEY=SPEC",
+                    help="any key of the scenario: a:b (integers a..b, training keys), a:b:n "
+                         "(n log-spaced), or x,y,z (numbers, quantities such as 100 Gb/s, "
+                         "names); repeatable. Training axes are evaluated at once, each "
+                         "value of another key is a scenario of its own")
+    sw.add_argument("--intervals", action=argparse.BooleanOptionalAction, default=None,
+                    help="each prediction's low and high over every corner of the uncertain "
+                         f"inputs (default: on up to {INTERVALS_UP_TO:,} configurations x "
+                         "corners)")
+    sw.add_argument("--plot", default=None, metavar="FILE.png", help="draw throughput and "
+                    "efficiency against the first varied key")
     sw.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     sw.add_argument("--unset", action="append", default=[], metavar="SECTION.KEY",
                     help="remove a key of the scenario before the --set values (repeatable)")
@@ -123,7 +135,8 @@ def run_predict(args: argparse.Namespace) -> int:
               f"{'on' if tl['overlap'] else 'off'}; group of {tl['group_size']:g}{trip}): "
               "compute "
               f"{tl['compute_s'] * 1e3:.2f} ms, communication {tl['communication_s'] * 1e3:.2f}"
-              f" ms, exposed after backward {tl['exposed_s'] * 1e3:.2f} ms")
+              f" ms, exposed after backward {tl['exposed_s'] * 1e3:.2f} ms, overlapped "
+              f"compute slowed by {tl['overlap_s'] * 1e3:.2f} ms")
         print(table(["message", "MB", "ready ms", "start ms", "end ms", "exposed ms"],
                     [[r["message"], f"{r['bytes'] / 1e6:.3g}", f"{r['ready_s'] * 1e3:.2f}",
                       f"{r['start_s'] * 1e3:.2f}", f"{r['end_s'] * 1e3:.2f}",
@@ -134,15 +147,29 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+INTERVALS_UP_TO = 200_000  # configurations x corners evaluated for intervals by default
+
+
 def run_sweep(args: argparse.Namespace) -> int:
     if not args.vary:
-        raise UserError("give at least one --vary training.KEY=SPEC")
+        raise UserError("give at least one --vary SECTION.KEY=SPEC")
     s, _ = SC.load(args.scenario, args.set, args.unset)
+    size = _grid_size(args.vary)
+    corners = len(SC.corners(s))
+    intervals = args.intervals if args.intervals is not None else \
+        size * corners <= INTERVALS_UP_TO
     t0 = time.perf_counter()
-    df = sweep(s, args.vary)
+    df = sweep(s, args.vary, reload=lambda sets: SC.load(args.scenario, args.set + sets,
+                                                         args.unset)[0],
+               intervals=intervals)
     dt = time.perf_counter() - t0
     msg = (f"{len(df)} configurations evaluated in {dt:.2f} s"
-           f" ({df.attrs['dropped']} combinations dropped as invalid)")
+           f" ({df.attrs['dropped']} combinations dropped as invalid); intervals "
+           + (f"over {corners} corners of the uncertain inputs" if intervals else
+              f"off ({size} configurations x {corners} corners: --intervals to take them)"))
+    if args.plot:
+        _plot_sweep(df, args.vary, Path(args.plot))
+        msg += f"; figure {args.plot}"
     if args.output:
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -153,12 +180,62 @@ def run_sweep(args: argparse.Namespace) -> int:
                 raise UserError("--output *.parquet needs pyarrow; use .csv or "
                                 "pip install pyarrow") from None
         else:
-            df.to_csv(out, index=False)
+            df.to_csv(out, index=False, float_format="%.6g")
         print(f"{msg}; written to {out}", file=sys.stderr)
     else:
-        df.to_csv(sys.stdout, index=False)
+        df.to_csv(sys.stdout, index=False, float_format="%.6g")
         print(msg, file=sys.stderr)
     return 0
+
+
+def _grid_size(varies: list[str]) -> int:
+    grid, other = split_varies(varies)
+    n = 1
+    for text in grid:
+        n *= parse_vary(text)[2].size
+    for _, vals in other:
+        n *= len(vals)
+    return n
+
+
+def _plot_sweep(df, varies: list[str], out: Path) -> None:
+    """Throughput and efficiency against the first varied key, one line per value of the
+    second (if any), with the intervals as bands when they were taken."""
+    import matplotlib  # plotting only when a figure is asked for (start-up time)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # after use("Agg")
+
+    keys = [v.split("=", 1)[0].strip() for v in varies]
+    col = [k.split(".", 1)[1] if k.split(".", 1)[1] in df.columns else k for k in keys]
+    x, hue = col[0], (col[1] if len(col) > 1 else None)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    groups = df.groupby(hue, sort=False) if hue else [("", df)]
+    for label, d in groups:
+        d = d.sort_values(x, key=lambda v: _numeric(v))
+        xs = _numeric(d[x])
+        for ax, k in zip(axes, ("throughput_samples_per_s", "efficiency")):
+            ax.plot(xs, d[k], "o-", ms=3, label=f"{hue} = {label}" if hue else None)
+            if f"{k}_low" in d:
+                ax.fill_between(xs, d[f"{k}_low"], d[f"{k}_high"], alpha=0.2)
+    for ax, k in zip(axes, ("samples/s", "efficiency")):
+        ax.set(xlabel=keys[0], ylabel=k)
+        if _numeric(df[x]).dtype.kind == "f" and _numeric(df[x]).min() > 0 and \
+                _numeric(df[x]).max() / _numeric(df[x]).min() > 20:
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    axes[1].set_ylim(0, 1.05)
+    if hue:
+        axes[0].legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def _numeric(v):
+    n = pd.to_numeric(v, errors="coerce")
+    return n.astype(float) if n.notna().all() else v
 
 
 def run_reproduce(args: argparse.Namespace) -> int:

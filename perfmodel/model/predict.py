@@ -3,6 +3,7 @@ step of one configuration as a timeline."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ from . import scenario as SC
 from . import timeline as TL
 from .throughput import STRATEGY_CODE, evaluate, message_s, messages
 
+INTERVAL_KEYS = ("throughput_samples_per_s", "efficiency", "step_time_s", "time_to_target_s")
 KEYS = ("throughput_samples_per_s", "throughput_flops", "peak_throughput_flops", "efficiency",
         "speedup", "step_time_s", "steps_to_target", "time_to_target_s")
 BREAKDOWN = ("compute_s", "comm_s", "overlap_s", "update_s", "ps_s", "straggler_s", "io_s")
@@ -102,10 +104,73 @@ def parse_vary(text: str) -> tuple[str, str, np.ndarray]:
     return sec, key, arr
 
 
-def sweep(s: dict, varies: list[str]) -> pd.DataFrame:
-    """Every combination of the varied values, evaluated at once (vectorized). Combinations
-    that break the scenario's rules (groups that do not divide the workers, more ranks than
-    the cluster, a strategy without its servers) are dropped."""
+TRAINING_AXES = ("workers", "groups", "param_servers", "batch_per_worker", "global_batch",
+                 "strategy")
+
+
+def split_varies(varies: list[str]) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """(the training axes, evaluated at once; the other keys with their values as --set
+    texts, each value a scenario of its own)."""
+    grid, other = [], []
+    for text in varies:
+        if "=" not in text or "." not in text.split("=", 1)[0]:
+            raise UserError(f"--vary {text!r}: expected section.key=SPEC")
+        path, spec = text.split("=", 1)
+        sec, key = path.strip().split(".", 1)
+        if sec == "training" and key in TRAINING_AXES:
+            grid.append(text)
+            continue
+        if sec not in SC.SCHEMA or key not in SC.SCHEMA[sec]:
+            raise UserError(f"--vary {path}: not a key of the scenario (see docs/scenario.md)")
+        typ = SC.SCHEMA[sec][key][0]
+        vals = [v.strip() for v in spec.split(",") if v.strip()]
+        if typ in ("num", "int") and ":" in spec and "," not in spec:
+            parts = spec.split(":")
+            try:
+                lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2]) if len(parts) > 2 \
+                    else 5
+            except (ValueError, IndexError):
+                raise UserError(f"--vary {text!r}: expected a:b:n (n log-spaced values) or "
+                                "x,y,z") from None
+            if not 0 < lo <= hi or n < 1:
+                raise UserError(f"--vary {text!r}: a:b:n needs 0 < a <= b and n >= 1")
+            arr = np.geomspace(lo, hi, n)
+            vals = [str(int(round(v))) if typ == "int" else repr(float(v)) for v in arr]
+        if not vals:
+            raise UserError(f"--vary {text!r}: no values")
+        quote = typ == "str"
+        other.append((f"{sec}.{key}", [f'{sec}.{key}="{v}"' if quote and not v.startswith('"')
+                                       else f"{sec}.{key}={v}" for v in vals]))
+    return grid, other
+
+
+def sweep(s: dict, varies: list[str], reload=None, intervals: bool = False) -> pd.DataFrame:
+    """Every combination of the varied values. The training axes (workers, groups, servers,
+    batch, strategy) are evaluated at once, vectorized; any other key of the scenario
+    (``cluster.link_bandwidth_Bps``, ``training.gradient_dtype``, ``cluster.messages``...) makes
+    a scenario per value, ``reload(sets)`` loading it. With ``intervals``, each prediction's
+    range over every corner of the uncertain inputs (the cost: one evaluation per corner).
+    Combinations that break the scenario's rules are dropped."""
+    grid, other = split_varies(varies)
+    if other and reload is None:
+        raise UserError("--vary of a key outside training needs the scenario to reload")
+    frames, dropped = [], 0
+    for combo in itertools.product(*[vals for _, vals in other]):
+        s2 = reload(list(combo)) if other else s
+        df = _sweep_training(s2, grid, intervals)
+        dropped += df.attrs["dropped"]
+        for (key, _), text in zip(other, combo):
+            df.insert(0, key, text.split("=", 1)[1].strip('"'))
+        frames.append(df)
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    out.attrs["dropped"] = dropped
+    return out
+
+
+def _sweep_training(s: dict, varies: list[str], intervals: bool = False) -> pd.DataFrame:
+    """Every combination of the varied training values, evaluated at once (vectorized).
+    Combinations that break the scenario's rules (groups that do not divide the workers, more
+    ranks than the cluster, a strategy without its servers) are dropped."""
     cfg = SC.configuration(s)
     t = s["training"]
     base = dict(strategy=STRATEGY_CODE[cfg["strategy"]], workers=cfg["workers"],
@@ -143,6 +208,17 @@ def sweep(s: dict, varies: list[str]) -> pd.DataFrame:
                        "param_servers": ps[ok].astype(int), "batch_per_worker": b[ok]})
     for k in KEYS + BREAKDOWN + ("peak_step_time_s",):
         df[k] = res[k]
+    if intervals:  # the range over every corner of the uncertain inputs, key by key
+        lo = {k: np.asarray(res[k], float).copy() for k in INTERVAL_KEYS}
+        hi = {k: v.copy() for k, v in lo.items()}
+        for values in SC.corners(s)[1:]:
+            r = evaluate(SC.to_inputs(s, values), strat[ok], w[ok], g[ok], ps[ok], b[ok])
+            for k in INTERVAL_KEYS:
+                np.fmin(lo[k], r[k], out=lo[k])
+                np.fmax(hi[k], r[k], out=hi[k])
+        for k in INTERVAL_KEYS:
+            df.insert(df.columns.get_loc(k) + 1, f"{k}_low", lo[k])
+            df.insert(df.columns.get_loc(k) + 2, f"{k}_high", hi[k])
     df.attrs["dropped"] = int((~ok).sum())
     return df
 
@@ -157,18 +233,24 @@ def step_timeline(s: dict) -> dict:
     t_c = float(res["compute_s"])
     n = cfg["workers"] / (cfg["workers"] if cfg["strategy"] == "async" else cfg["groups"])
     servers = cfg["strategy"] != "sync" and cfg["servers"] >= 1  # root's round trip rides along
+    sync_servers = cfg["servers"] if cfg["strategy"] == "sync" and cfg["servers"] >= 1 \
+        else None  # synchronous servers: every worker pushes and pulls
+
+    def cost(q, x):
+        return message_s(inp, q, x, servers, sync_servers)
+
     if inp.messages == "horovod":  # its buffers follow the cycles: the recurrence records them
         rows: list = []
-        _, total = TL.horovod(np.array([t_c]), lambda q, x: message_s(inp, q, x, servers),
-                              np.array([n]), inp.blob_bytes, inp.blob_ready, inp.overlap,
-                              inp.cycle_s, inp.fusion_bytes, rows=rows)
+        _, total = TL.horovod(np.array([t_c]), cost, np.array([n]), inp.wire_blob_bytes,
+                              inp.blob_ready, inp.overlap, inp.cycle_s, inp.fusion_bytes,
+                              rows=rows)
         comm = float(total[0])
     else:
         nb, ready = messages(inp)
-        costs = [float(message_s(inp, np.array([n]), float(b), servers)[0]) for b in nb]
+        costs = [float(cost(np.array([n]), float(b))[0]) for b in nb]
         rows = TL.schedule(t_c, costs, nb, ready, inp.overlap)
         comm = float(sum(costs))
     return dict(compute_s=t_c, group_size=n, messages=inp.messages, overlap=inp.overlap,
-                servers=servers,
+                servers=servers, overlap_s=float(res["overlap_s"]),
                 exposed_s=max(0.0, (rows[-1]["end_s"] if rows else t_c) - t_c),
                 communication_s=comm, schedule=rows)
