@@ -80,11 +80,12 @@ def describe(target: Target, s: dict) -> str:
 
 
 def _blocks(max_workers: int, max_groups: int = 64, max_servers: int = 64):
+    # sync may use every device; async and hybrid leave at least one for a server
     """The search grid as blocks (strategy code, workers array, groups, servers): every worker
     count for sync; for async every server count; for hybrid the group counts that divide the
     workers, with every server count. Each block is crossed with the batches."""
-    w_all = np.arange(1, max_workers + 1)
-    yield 0, w_all, 1, 0
+    yield 0, np.arange(1, max_workers + 1), 1, 0
+    w_all = np.arange(1, max(max_workers, 2))
     servers = np.unique(np.round(np.geomspace(1, max_servers, 12)).astype(int))
     for s in servers:
         yield 1, w_all, None, int(s)  # async: as many groups as workers
@@ -179,8 +180,8 @@ SAMPLE = 20000
 
 
 def search(s: dict, target: Target, max_nodes: int | None, deadline_s: float | None,
-           budget_node_hours: float | None, max_groups: int = 64, max_servers: int = 64
-           ) -> tuple[pd.DataFrame, dict]:
+           budget_node_hours: float | None, max_groups: int = 64, max_servers: int = 64,
+           batches=BATCHES) -> tuple[pd.DataFrame, dict]:
     """Evaluate the grid chunk by chunk (bounded memory) and keep, of the configurations
     within every constraint: the Pareto front of time against node-hours (which holds the
     recommendation, deadline or not), the fastest few of each strategy (for why the others
@@ -195,13 +196,13 @@ def search(s: dict, target: Target, max_nodes: int | None, deadline_s: float | N
         samples = s["workload"]["dataset_samples"]
         if not samples:
             raise UserError("--epochs needs workload.dataset_samples in the scenario")
-    max_w = max(nodes_cap * d - 1, 1)
-    total = sum(len(w) for _, w, _, _ in _blocks(max_w, max_groups, max_servers)) * len(BATCHES)
+    max_w = max(nodes_cap * d, 1)
+    total = sum(len(w) for _, w, _, _ in _blocks(max_w, max_groups, max_servers)) * len(batches)
     inp = SC.to_inputs(s)
     rng = np.random.default_rng(0)
     kept, evaluated, feasible_n, any_time = [], 0, 0, False
     best_other = {"deadline": np.inf, "budget-node-hours": np.inf}
-    for grid in candidates(max_w, d, max_groups, max_servers, chunk=CHUNK):
+    for grid in candidates(max_w, d, max_groups, max_servers, batches, chunk=CHUNK):
         col = _evaluate(s, inp, grid, target)
         t, nh = col["time_s"], col["node_hours"]
         evaluated += len(t)
@@ -347,17 +348,26 @@ def chosen_prediction(s: dict, r: pd.Series) -> dict:
     return predict(s2)
 
 
-def slurm_script(r: pd.Series, s: dict, command: str | None, threads_per_rank: int,
+def default_threads_per_rank(s: dict) -> int:
+    """Cores per rank when the user does not say: 64 on a node of one rank (a CPU node, the
+    paper's 64 of a KNL's 68 cores), else 64 shared by the node's devices (8 for 8 GPUs)."""
+    return max(1, 64 // max(s["cluster"]["devices_per_node"], 1))
+
+
+def slurm_script(r: pd.Series, s: dict, command: str | None, threads_per_rank: int | None,
                  launcher: str = "srun", mpi: str = "pmi2") -> str:
     """An sbatch script running the harness (or the user's command) with configuration r,
-    launched by srun or mpiexec (:mod:`perfmodel.harness.slurm`)."""
+    launched by srun or mpiexec (:mod:`perfmodel.harness.slurm`). A scenario of several
+    devices per node gets one rank per device and asks for the GPUs."""
     d = s["cluster"]["devices_per_node"]
+    threads_per_rank = threads_per_rank or default_threads_per_rank(s)
     ranks = int(r.workers + r.param_servers)
     lines = ["#!/bin/bash",
              f"#SBATCH --job-name=perfmodel-plan-{r.strategy}",
              f"#SBATCH --nodes={int(r.nodes)}",
              f"#SBATCH --ntasks={ranks}",
              f"#SBATCH --ntasks-per-node={d}",
+             *([f"#SBATCH --gpus-per-node={d}"] if d > 1 else []),
              f"#SBATCH --cpus-per-task={threads_per_rank}",
              f"#SBATCH --time={max(1, math.ceil(r.time_s / 60 * 1.2))}",
              f"# perfmodel plan: {r.strategy}, {describe_configuration(r)}; predicted {format_duration(r.time_s)}, "

@@ -164,3 +164,30 @@ def test_chunked_search_keeps_the_front_and_the_fastest(monkeypatch):
     for strat in set(whole.strategy):
         assert whole[whole.strategy == strat].time_s.min() == \
             parts[parts.strategy == strat].time_s.min()
+
+
+def test_the_plan_respects_the_users_setup(tmp_path, capsys):
+    """The issue's user: 64 x 8 GPUs, ResNet-50 at batch 256 under DDP. The batch is searched
+    (and the grid's end named when it binds), sync may take every GPU, and the sbatch script
+    asks for the GPUs, one rank each, with sane CPUs per task."""
+    from pathlib import Path
+
+    from perfmodel.cli import main
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "gpu-ddp-resnet50.toml"
+    job = tmp_path / "job.sh"
+    assert main(["plan", str(example), "--epochs", "90", "--json", "--emit-slurm",
+                 str(job)]) == 0
+    import json
+
+    plan = json.loads(capsys.readouterr().out)
+    rec = plan["recommended"]
+    assert rec["batch_per_worker"] == 256
+    assert max(r["workers"] for r in plan["pareto"] if r["strategy"] == "sync") == 512
+    lines = job.read_text().splitlines()
+    for line in ("#SBATCH --ntasks-per-node=8", "#SBATCH --gpus-per-node=8",
+                 "#SBATCH --cpus-per-task=8"):
+        assert line in lines
+    assert main(["plan", str(example), "--epochs", "1", "--batches", "0,2"]) == 2
+    assert main(["plan", str(example), "--epochs", "1", "--batches", "64,512"]) == 0
+    assert "largest batch searched" not in capsys.readouterr().out  # the user's own grid

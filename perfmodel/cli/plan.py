@@ -43,9 +43,29 @@ def add_arguments(pl: argparse.ArgumentParser) -> None:
     pl.add_argument("--command", dest="user_command", default=None,
                     help="with --emit-slurm: your own training command instead of the harness "
                          "(gets PERFMODEL_* variables)")
-    pl.add_argument("--threads-per-rank", type=positive_int("threads-per-rank"), default=64,
-                    help="with --emit-slurm: cores per rank (default 64)")
+    pl.add_argument("--threads-per-rank", type=positive_int("threads-per-rank"), default=None,
+                    help="with --emit-slurm: cores per rank (default 64 on a node of one "
+                         "rank, else 64 / devices per node)")
+    pl.add_argument("--batches", default=None, metavar="B1,B2,...",
+                    help="the local batches to search (default 1, 2, 4, ... up to 128 or the "
+                         "scenario's batch_per_worker, which is always searched)")
     slurm_arguments(pl)
+
+
+def _batches(text: str | None, user: int | None) -> tuple[int, ...]:
+    """The local batches to search: --batches, or powers of two up to 128 or the scenario's
+    own batch, with that batch itself."""
+    if text:
+        try:
+            out = sorted({int(b) for b in text.split(",") if b.strip()})
+        except ValueError:
+            raise UserError(f"--batches={text!r} must be comma-separated integers") from None
+        if not out or out[0] < 1:
+            raise UserError(f"--batches={text!r}: batches must be >= 1")
+        return tuple(out)
+    top = max(128, user or 1)
+    grid = {2 ** k for k in range(top.bit_length()) if 2 ** k <= top}
+    return tuple(sorted(grid | ({user} if user else set())))
 
 
 def run_plan(args: argparse.Namespace) -> int:
@@ -64,8 +84,10 @@ def run_plan(args: argparse.Namespace) -> int:
                         "(allowed > 0)")
     deadline = PL.parse_duration(args.deadline) if args.deadline else None
     t0 = time.perf_counter()
+    batches = _batches(args.batches, s["plan_hints"]["batch_per_worker"])
     feasible, facts = PL.search(s, PL.Target(epochs=args.epochs, loss=args.target_loss),
-                                args.max_nodes, deadline, args.budget_node_hours)
+                                args.max_nodes, deadline, args.budget_node_hours,
+                                batches=batches)
     dt = time.perf_counter() - t0
     if feasible.empty:
         raise UserError(f"no feasible configuration among {facts['evaluated']}: "
@@ -117,6 +139,9 @@ def run_plan(args: argparse.Namespace) -> int:
           + (f"; at the high end it {'meets' if t_hi <= deadline else 'misses'} the deadline "
              f"{PL.format_duration(deadline)} (the plan is chosen at the nominal inputs)" if deadline
              else ""))
+    if int(chosen.batch_per_worker) == max(batches) and not args.batches:
+        print(f"note: the largest batch searched ({max(batches)}) was chosen; larger ones "
+              "were not searched (--batches)")
     print("why the others lose:")
     for line in reasons:
         print(f"  {line}")

@@ -400,8 +400,13 @@ def load_for_plan(name_or_path: str, overrides: list[str] | None = None,
         _apply_unset(raw, u)
     for o in overrides or []:
         _apply_override(raw, o)
-    raw["training"] = {"strategy": "sync", "workers": 1, "batch_per_worker": 1}
-    return validate(raw, source), source
+    user = raw.get("training", {}) if isinstance(raw.get("training"), dict) else {}
+    raw["training"] = {"strategy": "sync", "workers": 1, "batch_per_worker": 1,
+                       **{k: user[k] for k in ("gradient_dtype",) if k in user}}
+    s = validate(raw, source)
+    b = user.get("batch_per_worker")
+    s["plan_hints"] = {"batch_per_worker": b if isinstance(b, int) and b >= 1 else None}
+    return s, source
 
 
 def preset_names() -> list[str]:
