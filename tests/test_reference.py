@@ -43,3 +43,15 @@ def test_examples_predict(example, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # paths in an example are the example's folder's
     p = predict(SC.load(str(example))[0])
     assert p["throughput_samples_per_s"] > 0 and 0 < p["efficiency"] <= 1
+
+
+def test_a_report_of_a_scenario_predicts_only_and_stands_in_its_folder(tmp_path):
+    out = tmp_path / "rep"
+    assert main(["report", "--scenario", str(ROOT / "examples" / "gpu-ddp-resnet50.toml"),
+                 "--epochs", "90", "--out", str(out)]) == 0
+    html = (out / "index.html").read_text()
+    for name in ("scenario_scaling.png", "step_timeline.png", "plan_pareto.png",
+                 "scale_effects.png"):
+        assert (out / name).stat().st_size > 1000 and f"src='{name}'" in html
+    assert "http://" not in html and "https://" not in html
+    assert main(["report", "--scenario", "perlmutter-gpu-hep", "--paper"]) == 2

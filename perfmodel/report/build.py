@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..model import scenario as SC
 from ..results import read_results
 from .common import Section, load, write_csv
 from .html import summary_frame, write_html, write_summary
@@ -23,6 +24,7 @@ from .sections.node import node_sections, profile_sections
 from .sections.paper import paper_sections
 from .sections.plan import plan_section
 from .sections.published import published_section
+from .sections.scaling import scaling_section
 from .sections.timeline import timeline_section
 
 
@@ -96,3 +98,28 @@ def build(out: str | Path, results: list[str | Path], paper: bool = True,
                       else "Measured next to predicted on this machine. Every figure comes "
                            "from the results files under results/ (one tidy schema); the "
                            "README gives the commands.")
+
+
+def build_scenario(out: str | Path, scenario: str, sets: list[str] | None = None,
+                   epochs: float = 1.0, deadline_s: float | None = None) -> Path:
+    """A report of a user's scenario, predictions only (no measurement): its strong and weak
+    scaling with intervals, its step as a timeline, the plan of a run and the effects at
+    scale switched one at a time. Figures are files beside index.html: the folder is the
+    unit to move."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    s, source = SC.load(scenario, sets)
+    cfg = SC.configuration(s)
+    sections = [scaling_section(out, s, source),
+                timeline_section(out, scenario, case=list(sets or [])),
+                plan_section(out, scenario, epochs=epochs,
+                             deadline_s=deadline_s if deadline_s else float("inf")),
+                scale_effects_section(out, scenario, base=list(sets or []),
+                                      batch=int(cfg["batch"]))]
+    title = f"perfmodel: {source}"
+    write_summary(out, title, sections)
+    return write_html(out, title, sections, intro=(
+        f"Predictions of {source} ({cfg['strategy']}, {cfg['workers']} workers at "
+        f"{cfg['batch']} samples each): nothing here was measured. Every number comes from "
+        "the scenario's inputs and their sources; intervals span every corner of its "
+        "uncertain inputs."))

@@ -40,7 +40,8 @@ SCALE_EFFECTS_BASE = ['workload.net="resnet50"', "workload.image_size=224",
                       "training.batch_per_worker=32", 'cluster.straggler="none"']
 
 
-def scale_effects_section(out: Path, preset: str = "perlmutter-gpu-hep") -> Section:
+def scale_effects_section(out: Path, preset: str = "perlmutter-gpu-hep",
+                          base: list[str] | None = None, batch: int = 32) -> Section:
     """Efficiency against GPUs for ResNet-50 on the preset, one effect at scale switched at a
     time (model only: each switch's mechanism is in perfmodel/model/throughput.py)."""
     plt, _ = plotting()
@@ -48,8 +49,8 @@ def scale_effects_section(out: Path, preset: str = "perlmutter-gpu-hep") -> Sect
     rows = []
     for effect, cases in SCALE_EFFECTS.items():
         for label, sets in cases:
-            s, _ = SC.load(preset, [*SCALE_EFFECTS_BASE, *sets])
-            r = evaluate(SC.to_inputs(s), "sync", gpus, 1, 0, 32)
+            s, _ = SC.load(preset, [*(SCALE_EFFECTS_BASE if base is None else base), *sets])
+            r = evaluate(SC.to_inputs(s), "sync", gpus, 1, 0, batch)
             rows += [dict(effect=effect, case=label, gpus=int(g), efficiency=float(e))
                      for g, e in zip(gpus, r["efficiency"])]
     df = pd.DataFrame(rows)
@@ -62,17 +63,22 @@ def scale_effects_section(out: Path, preset: str = "perlmutter-gpu-hep") -> Sect
         ax.legend(fontsize=7)
     axes[0].set_ylabel("efficiency (sustained)")
     f = save_figure(fig, out, "scale_effects.png")
+    text = (f"ResNet-50 at batch 32 per GPU on the {preset} preset, synchronous, "
+            "one switch at a time against the preset (NCCL's choice, fused "
+            "messages, a non-blocking network) without stragglers, which the "
+            "right panel adds (the preset's 5.8 ms is the delay fitted on Cori, "
+            "an assumption on Perlmutter). "
+            "Noise as osnoise measured it is the detour default, a published "
+            f"measurement on a stock Linux machine ({OS_RATE_HZ / 1e3:.2f} kHz x "
+            f"{OS_DETOUR_S * 1e6:.1f} us per CPU, taken as the node's; see "
+            "perfmodel/model/stragglers.py); the 25 us detours are an "
+            "illustration, not a measurement.")
+    if base is not None:
+        text = (f"{preset} at {batch} samples per device, synchronous, one switch at a time "
+                "against the scenario as it is (perfmodel/model/throughput.py has each "
+                "switch's mechanism).")
     return Section("Effects at scale (model)", figures=[f], tables=["scale_effects.csv"],
-                   text=f"ResNet-50 at batch 32 per GPU on the {preset} preset, synchronous, "
-                        "one switch at a time against the preset (NCCL's choice, fused "
-                        "messages, a non-blocking network) without stragglers, which the "
-                        "right panel adds (the preset's 5.8 ms is the delay fitted on Cori, "
-                        "an assumption on Perlmutter). "
-                        "Noise as osnoise measured it is the detour default, a published "
-                        f"measurement on a stock Linux machine ({OS_RATE_HZ / 1e3:.2f} kHz x "
-                        f"{OS_DETOUR_S * 1e6:.1f} us per CPU, taken as the node's; see "
-                        "perfmodel/model/stragglers.py); the 25 us detours are an "
-                        "illustration, not a measurement.",
+                   text=text,
                    captions={f: "Efficiency (sustained throughput over GPUs that never wait) "
                                 "against GPUs. Left to right: the allreduce algorithm, how "
                                 "gradients are sent, the network's taper past 32 nodes, and "

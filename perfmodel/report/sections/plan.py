@@ -15,7 +15,13 @@ def plan_section(out: Path, preset: str = "cori-knl-hep", epochs: float = 10,
     """The planner on a preset: Pareto front of time vs node-hours and the recommendation."""
     plt, sns = plotting()
     s, _ = SC.load_for_plan(preset)
-    feasible, facts = PL.search(s, PL.Target(epochs=epochs), None, deadline_s, None)
+    if not s["workload"]["dataset_samples"]:
+        return Section("Planning a cluster run", missing="the scenario states no "
+                       "workload.dataset_samples, so an epoch has no size")
+    user = s["plan_hints"]["batch_per_worker"]  # the scenario's own batch is searched too
+    batches = tuple(sorted(set(PL.BATCHES) | ({user} if user else set())))
+    feasible, facts = PL.search(s, PL.Target(epochs=epochs), None, deadline_s, None,
+                                batches=batches)
     if feasible.empty:
         return Section("Planning", missing=f"no feasible plan: {facts.get('binding')}")
     front = PL.pareto(feasible)
@@ -36,7 +42,8 @@ def plan_section(out: Path, preset: str = "cori-knl-hep", epochs: float = 10,
                label="recommended", zorder=5)
     ax.axvline(deadline_s, color="grey", ls="--", lw=1)
     ax.set(xscale="log", yscale="log", xlabel="time to solution (s)", ylabel="node-hours",
-           title=f"plan: {preset}, {epochs:g} epochs, deadline {deadline_s / 60:g} min")
+           title=f"plan: {preset}, {epochs:g} epochs" + (
+               f", deadline {deadline_s / 60:g} min" if deadline_s != float("inf") else ""))
     ax.legend(fontsize=8)
     f = save_figure(fig, out, "plan_pareto.png")
     why = "; ".join(PL.why_not(feasible, chosen))

@@ -18,7 +18,8 @@ TIMELINE_CASE = ["workload.net=\"resnet50\"", "workload.image_size=224",
                  "training.batch_per_worker=32"]
 
 
-def timeline_section(out: Path, preset: str = "cori-knl-hep") -> Section:
+def timeline_section(out: Path, preset: str = "cori-knl-hep",
+                     case: list[str] | None = None) -> Section:
     """One step on a timeline: compute (forward, then backward) and the in-group messages, for
     ResNet-50 on the preset's nodes, fused against DDP-style buckets sent as backward goes."""
     plt, _ = plotting()
@@ -28,7 +29,7 @@ def timeline_section(out: Path, preset: str = "cori-knl-hep") -> Section:
             ("fused, after backward", ['cluster.messages="fused"', "cluster.overlap=false"]),
             ("25 MiB buckets, overlapped", ['cluster.messages="bucketed"',
                                            "cluster.overlap=true"]))):
-        s, _ = SC.load(preset, [*TIMELINE_CASE, *sets])
+        s, _ = SC.load(preset, [*(TIMELINE_CASE if case is None else case), *sets])
         tl = step_timeline(s)
         t_c = tl["compute_s"] * 1e3
         ready = SC.to_inputs(s).blob_ready  # the first gradient: forward has ended
@@ -50,9 +51,11 @@ def timeline_section(out: Path, preset: str = "cori-knl-hep") -> Section:
     write_csv(pd.DataFrame(rows).rename(columns={"bytes": "message_bytes"}), out,
               "step_timeline.csv", 4)
     return Section("A step as a timeline (model)", figures=[f], tables=["step_timeline.csv"],
-                   text="ResNet-50 (its ledger from kernels/zoo.py) at batch 32 on 256 of the "
-                        f"{preset} preset's nodes, synchronous. perfmodel predict --timeline "
-                        "prints the same schedule for any scenario.",
+                   text=("ResNet-50 (its ledger from kernels/zoo.py) at batch 32 on 256 of the "
+                         f"{preset} preset's nodes, synchronous." if case is None else
+                         f"{preset} as it is configured.")
+                        + " perfmodel predict --timeline prints the same schedule for any "
+                          "scenario.",
                    captions={f: "Top: one fused allreduce after backward, all of it exposed. "
                                 "Bottom: gradients in 25 MiB buckets (PyTorch DDP's default), "
                                 "each sent as soon as backward has produced it; only what ends "
