@@ -40,7 +40,7 @@ COMMANDS: dict[str, Command] = {
     "report": Command(".report", "add_arguments", "run_report",
                       "run the default pipeline and write a report", dict(description=(
                           "Without arguments: measure the node (quick), a small local scaling "
-                          "sweep, validate the model, and write a self-contained report "
+                          "sweep, validate the model, and write a report folder "
                           "(index.html, PNG figures, CSV tables, summary.md). With --results: "
                           "a report of those files only. With --paper: the paper's figures "
                           "beside the model's (deterministic)."))),

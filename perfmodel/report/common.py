@@ -83,6 +83,21 @@ def plotting():
 
 
 def save_figure(fig, out: Path, name: str) -> str:
+    """Write ``fig`` as ``out/name`` (PNG) and close it. Log axes get plain tick labels
+    (2, 5, 20, not 2x10^0): a report is read by people, not parsed."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # loaded already
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    for ax in fig.axes:
+        for axis, scale, lim in ((ax.xaxis, ax.get_xscale(), ax.get_xlim()),
+                                 (ax.yaxis, ax.get_yscale(), ax.get_ylim())):
+            if scale != "log":
+                continue
+            axis.set_major_formatter(plain)
+            decades = math.log10(max(lim) / max(min(lim), 1e-300))
+            # 2 and 5 between the powers of ten, labelled only where they have room
+            axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+            axis.set_minor_formatter(plain if decades <= 2.5 else NullFormatter())
     fig.tight_layout()
     fig.savefig(out / name, dpi=110)
     import matplotlib.pyplot as plt  # already loaded by plotting(); here to close the figure
