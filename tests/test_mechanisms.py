@@ -196,3 +196,35 @@ def test_no_silent_defaults_the_prediction_states_what_it_assumes():
                                           "cluster.busy_rate_fraction=[0.93, 1]",
                                           "cluster.overlap=true", "cluster.overlap_slowdown=0.2"])
     assert predict(s)["assumptions"] == []
+
+
+def test_whole_variables_on_many_servers_load_the_busiest_with_the_largest():
+    # TensorFlow places whole variables: past M / largest servers the busiest holds the
+    # largest variable whatever the rule; an even split (MXNet, BytePS) has no such floor
+    base = ['training.strategy="sync"', "training.groups=1", "training.workers=64",
+            "training.param_servers=32", "cluster.nodes=128", "cluster.devices_per_node=1",
+            'cluster.messages="fused"', 'workload.net="resnet50"', "workload.image_size=224"]
+    even = SC.to_inputs(SC.load("cpu-epyc-hdr-hep", base)[0])
+    largest = float(np.max(even.blob_bytes))
+    for rule in ("round-robin", "greedy"):
+        s, _ = SC.load("cpu-epyc-hdr-hep", base + [f'training.ps_placement="{rule}"'])
+        inp = SC.to_inputs(s)
+        busiest = float(inp.busiest_shard_bytes(np.array([32]), rule)[0])
+        assert largest <= busiest <= largest + inp.param_bytes / 32 * 2
+        f = float(inp.server_imbalance(np.array([32]))[0])
+        assert f == pytest.approx(32 * busiest / inp.param_bytes)
+        t = float(evaluate(inp, "sync", 64, 1, 32, 8)["comm_s"])
+        assert t == pytest.approx(2 * inp.link_latency_s + 64 * busiest / inp.link_bandwidth_Bps)
+        # one server holds everything: no rule matters
+        one = float(evaluate(inp, "sync", 64, 1, 1, 8)["comm_s"])
+        assert one == pytest.approx(float(evaluate(even, "sync", 64, 1, 1, 8)["comm_s"]))
+    # unset: today's rules (even for sync, round-robin for async and hybrid)
+    s, _ = SC.load("cpu-epyc-hdr-hep", base + ['training.ps_placement="even"'])
+    assert float(evaluate(SC.to_inputs(s), "sync", 64, 1, 32, 8)["comm_s"]) == \
+        pytest.approx(float(evaluate(even, "sync", 64, 1, 32, 8)["comm_s"]))
+    assert even.busiest_shard_bytes(np.array([2]))[0] == even.busiest_shard_bytes(
+        np.array([2]), "round-robin")[0]
+    from perfmodel.ui import UserError
+    with pytest.raises(UserError, match="training.ps_placement"):
+        SC.load("cpu-epyc-hdr-hep", ['training.ps_placement="greedy"',
+                                     'training.strategy="sync"', "training.param_servers=0"])

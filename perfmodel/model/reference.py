@@ -119,6 +119,10 @@ DOC: dict[tuple[str, str], tuple[str, str, str]] = {
     ("training", "gradient_dtype"): ("", "run", "fp32, fp16 or bf16 gradients on the wire"),
     ("training", "servers_colocated"): ("", "run", "synchronous servers on the worker nodes, "
                                         "sharing their links"),
+    ("training", "ps_placement"): ("", "run", "how servers hold the parameters: even (split "
+                                   "tensors: MXNet, BytePS), round-robin or greedy (whole "
+                                   "variables: TensorFlow); unset: even for sync, "
+                                   "round-robin for async and hybrid"),
     ("convergence", "target_loss"): ("loss", "run", "the loss to reach"),
     ("convergence", "s_min"): ("updates", "run", "updates to the target at an infinite batch"),
     ("convergence", "b_noise"): ("samples", "run", "the gradient noise scale"),

@@ -66,7 +66,7 @@ from .convergence import Convergence, fit, target_table
 from .interval import Interval, number, pairs
 from .profiles import (busy_fraction_from_profile, link_from_profile, node_rate,
                        peak_from_profile)
-from .throughput import STRATEGIES, Inputs
+from .throughput import PS_PLACEMENTS, STRATEGIES, Inputs
 from .workload import layer_table, spread_blobs, workload_blob_ready, workload_ledger
 
 REQ = object()  # marks a required key
@@ -110,7 +110,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "strategy": ("str", REQ), "workers": ("int", REQ), "groups": ("int", 1),
         "param_servers": ("int", 0), "batch_per_worker": ("int", None),
         "global_batch": ("int", None), "gradient_dtype": ("str", "fp32"),
-        "servers_colocated": ("bool", False),
+        "servers_colocated": ("bool", False), "ps_placement": ("str", None),
     },
     "convergence": {
         "target_loss": ("num", None), "s_min": ("num", 0.0), "b_noise": ("num", 0.0),
@@ -127,6 +127,7 @@ CHOICES = {("cluster", "allreduce"): collectives.ALGORITHMS,
            ("cluster", "transport"): transport.TRANSPORTS,
            ("cluster", "placement"): ("spread", "contiguous"),
            ("training", "gradient_dtype"): tuple(transport.GRADIENT_BYTES),
+           ("training", "ps_placement"): PS_PLACEMENTS,
            ("workload", "net"): ("hep", "climate", *ZOO_NAMES)}
 POSITIVE = {"flows_per_node", "nics_per_node", "nic_bandwidth_Bps", "wire_efficiency", "busy_rate_fraction",
             "fabric_slowdown", "nodes", "devices_per_node", "bucket_bytes", "cycle_s", "fusion_bytes", "node_peak_flops", "node_flops", "node_samples_per_s", "node_batch",
@@ -309,6 +310,9 @@ def _check_consistency(s: dict, source: str) -> None:
         raise UserError(f"{source}: training.servers_colocated = true is for synchronous "
                         "training with parameter servers (strategy='sync', param_servers "
                         ">= 1)")
+    if t["ps_placement"] is not None and ps < 1:
+        raise UserError(f"{source}: training.ps_placement = {t['ps_placement']!r} needs "
+                        "parameter servers (training.param_servers >= 1)")
     if workers + (0 if colocated else ps) > devices:
         raise UserError(f"{source}: training.workers + training.param_servers = "
                         f"{workers + ps} exceeds the {devices} devices of the cluster")
@@ -535,6 +539,7 @@ def to_inputs(s: dict, values: dict[tuple[str, str], float] | None = None) -> In
         busy_rate_fraction=get("cluster", "busy_rate_fraction"),
         overlap_slowdown=get("cluster", "overlap_slowdown"),
         placement=c["placement"], servers_colocated=s["training"]["servers_colocated"],
+        ps_placement=s["training"]["ps_placement"] or "",
         fabric_slowdown=get("cluster", "fabric_slowdown"),
         flow_cap_Bps=get("cluster", "flow_cap_Bps"),
         flows_per_node=get("cluster", "flows_per_node"),

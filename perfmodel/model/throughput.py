@@ -163,6 +163,9 @@ class Inputs:
                                             # once per group)
     servers_colocated: bool = False         # parameter servers on the worker nodes, sharing
                                             # their links (sync with servers only)
+    ps_placement: str = ""                  # how the servers hold the parameters (PS_PLACEMENTS;
+                                            # "": each strategy's old rule, even for sync,
+                                            # round-robin for async and hybrid)
     flow_cap_Bps: float = 0.0               # a cloud's cap on one TCP flow (0: none); a node's
                                             # collectives run at most flows_per_node of them
     flows_per_node: float = 1.0
@@ -184,17 +187,55 @@ class Inputs:
         """The gradient blobs as sent (gradient_dtype)."""
         return np.asarray(self.blob_bytes, float) * self.wire_scale
 
-    def busiest_shard_bytes(self, servers) -> np.ndarray:
-        """Bytes held by the busiest server when blob k lives on server k mod S."""
+    def busiest_shard_bytes(self, servers, placement: str = "round-robin") -> np.ndarray:
+        """Bytes held by the busiest of S servers (an array of S), under ``placement``
+        (:data:`PS_PLACEMENTS`): ``even`` M / S; ``round-robin`` whole blobs, blob k on server
+        k mod S; ``greedy`` whole blobs, each on the least loaded server so far."""
         s = np.asarray(servers, dtype=int)
         out = np.zeros(s.shape)
+        blobs = np.asarray(self.blob_bytes, float)
         for n in np.unique(s):
             if n < 1:
                 continue
-            load = np.zeros(int(n))
-            np.add.at(load, np.arange(len(self.blob_bytes)) % n, self.blob_bytes)
-            out[s == n] = load.max()
+            out[s == n] = _busiest(blobs, int(n), placement)
         return out
+
+    def server_imbalance(self, servers) -> np.ndarray:
+        """The busiest server's load over an even share, S max_load / M (>= 1; 1 for even)
+        under this scenario's synchronous placement."""
+        s = np.maximum(np.asarray(servers, dtype=float), 1.0)
+        placement = self.ps_placement or "even"
+        if placement == "even":
+            return np.ones(s.shape)
+        return self.busiest_shard_bytes(s, placement) * s / self.param_bytes
+
+
+#: How parameter servers hold the parameters. ``even``: every tensor split over all servers
+#: (MXNet's kvstore splits arrays over MXNET_KVSTORE_BIGARRAY_BOUND = 10^6 elements evenly over
+#: the servers; BytePS partitions tensors into 4 MB pieces). ``round-robin``: whole variables,
+#: the k-th created on server k mod S: TensorFlow's ``tf.compat.v1.train.replica_device_setter``
+#: without a ``ps_strategy`` ("defaults to a round-robin strategy across all ps devices", its
+#: API docs). ``greedy``: whole variables, each on the server with the fewest bytes so far:
+#: ``GreedyLoadBalancingStrategy`` with ``byte_size_load_fn``, as tf_cnn_benchmarks places
+#: them (tensorflow/benchmarks, scripts/tf_cnn_benchmarks/variable_mgr.py,
+#: VariableMgrDistributedFetchFromPS.get_devices). A whole variable cannot be split, so past
+#: M / largest-variable servers the busiest holds the largest variable whatever the rule:
+#: ResNet-50's 9.4 MB convolution against 1.6 MB a server at 64 servers, 5.9x.
+PS_PLACEMENTS = ("even", "round-robin", "greedy")
+
+
+def _busiest(blobs: np.ndarray, servers: int, placement: str) -> float:
+    if placement == "even":
+        return float(blobs.sum()) / servers
+    load = np.zeros(servers)
+    if placement == "round-robin":
+        np.add.at(load, np.arange(len(blobs)) % servers, blobs)
+    elif placement == "greedy":
+        for b in blobs:
+            load[np.argmin(load)] += b
+    else:
+        raise ValueError(f"unknown parameter-server placement {placement!r}")
+    return float(load.max())
 
 
 def line_Bps(inp: Inputs) -> float:
@@ -277,17 +318,22 @@ def ps_sync_s(inp: Inputs, workers, nbytes, servers) -> np.ndarray:
     links, as Jiang et al. (BytePS, OSDI 2020, sec. 2-3) count them: servers on their own
     nodes take max(m / B, N m / (S B)) for N nodes (the nodes' links or the servers',
     whichever is busier); servers on the worker nodes, sharing their links, 2 (N - 1) m /
-    (N B), an allreduce's traffic."""
+    (N B), an allreduce's traffic. Whole variables on the servers (``ps_placement``
+    round-robin or greedy) load the busiest server f = S max_load / M times an even share:
+    its link carries N f m / S (apart), or the busiest node's m - l + (N - 1) l with
+    l = f m / N (colocated); spread over the step's messages in proportion to their bytes."""
     d = max(inp.devices_per_node, 1)
     p = np.asarray(workers, float)
     n = np.ceil(p / d)
     m = np.asarray(nbytes, float)
     s = np.maximum(np.asarray(servers, float), 1.0)
     bw = link_bandwidth_Bps(inp, n)
-    if inp.servers_colocated:
-        wire = 2.0 * (n - 1) / np.maximum(n, 1) * m / bw
+    f = inp.server_imbalance(s)  # whole variables on few servers: the busiest is f x a share
+    if inp.servers_colocated:  # the busiest node: its own pushes, and pulls to the N - 1 others
+        load = f * m / np.maximum(n, 1)
+        wire = np.maximum(m - load + (n - 1) * load, 0.0) / bw
     else:
-        wire = np.maximum(m, n * m / s) / bw
+        wire = np.maximum(m, n * f * m / s) / bw
     intra = (collectives.intra_node_s(np.minimum(p, d), m, inp.intra_latency_s,
                                       1.0 / inp.intra_bandwidth_Bps) if d > 1 else 0.0)
     return intra + 2 * inp.link_latency_s + wire
@@ -422,7 +468,7 @@ def evaluate(inp: Inputs, strategy, workers, groups, servers, batch) -> dict[str
               if inp.update_bandwidth_Bps > 0 else 0.0)
     upd = np.where(has_ps & ~sync_ps, 0.0, update)  # a worker's optimizer step follows its
     # exchange; with asynchronous servers the servers apply it
-    shard = inp.busiest_shard_bytes(np.where(has_ps, s, 0))
+    shard = inp.busiest_shard_bytes(np.where(has_ps, s, 0), inp.ps_placement or "round-robin")
     apply_s = shard * 3 / inp.ps_apply_bandwidth_Bps if inp.ps_apply_bandwidth_Bps > 0 else 0.0
     busy = np.where(has_ps & ~sync_ps, 2 * shard * inp.wire_scale * beta + apply_s, 0.0)
     t_io, staging_s = io_s(inp, w, b)
