@@ -133,7 +133,9 @@ def make_row(base: dict[str, Any], **fields: Any) -> dict[str, Any]:
     return row
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file renamed over it: a reader never
+    sees half a file, and a killed writer leaves the old one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     umask = os.umask(0)
@@ -179,7 +181,7 @@ class ResultsWriter:
         w = csv.DictWriter(buf, fieldnames=NAMES, lineterminator="\n")
         w.writeheader()
         w.writerows(self.rows)
-        _atomic_write_text(self.path, buf.getvalue())
+        atomic_write_text(self.path, buf.getvalue())
 
 
 class ResultsStream:
@@ -200,7 +202,7 @@ class ResultsStream:
                                    f"v{SCHEMA_VERSION}; refusing to append to it")
             self._torn_tail()
         else:
-            _atomic_write_text(self.path, ",".join(NAMES) + "\n")
+            atomic_write_text(self.path, ",".join(NAMES) + "\n")
 
     def _torn_tail(self) -> None:
         """Cut a line left unfinished by an earlier killed writer, so appends start clean."""

@@ -71,6 +71,17 @@ COMMANDS: dict[str, Command] = {
                         "counts (per node, per device, per run) and its default; the values "
                         "of a preset set, the other keys as comments. Numbers may carry "
                         "units (\"200 Gb/s\"). Reference: docs/scenario.md."))),
+    "ledger": Command(".ledger", "add_arguments", "run_ledger",
+                      "the layer table of your own network (PyTorch or ONNX)", dict(
+                          description=(
+                              "Write the layer table that workload.layers reads: per layer, "
+                              "parameters, forward FLOP per sample (2 per multiply-add, the "
+                              "zoo's conventions), fp32 gradient bytes and the order of the "
+                              "gradients in backward. MODEL is package.module:function (a "
+                              "callable returning a torch.nn.Module, traced with torch.fx) or "
+                              "a .onnx file. Needs the 'ledger' extra (torch, onnx)."),
+                          epilog=("example: perfmodel ledger torchvision.models:resnet50 -o "
+                                  "layers.csv"))),
     "published": Command(".published", "add_arguments", "run_published",
                          "published scaling runs of other systems against the model",
                          dict(description=(
