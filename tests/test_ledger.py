@@ -66,7 +66,7 @@ def test_the_table_is_what_workload_layers_reads(tmp_path):
     assert sorted(order)[0][1] == rows[-1]["layer"] and len(order) == 3
     # a scenario predicts from it
     (tmp_path / "my.toml").write_text(
-        '[cluster]\nnodes = 4\nnode_peak_flops = "19.5 TFLOP/s"\nnode_flops = "10 TFLOP/s"\nlink_bandwidth_Bps = "100 Gb/s"\n'
+        '[cluster]\nnodes = 4\ndevice_peak_flops = "19.5 TFLOP/s"\ndevice_flops = "10 TFLOP/s"\nlink_bandwidth_Bps = "100 Gb/s"\n'
         'link_latency_s = "2 us"\n[workload]\nlayers = "layers.csv"\n'
         '[training]\nstrategy = "sync"\nworkers = 4\nbatch_per_worker = 32\n')
     p = predict(SC.load(str(tmp_path / "my.toml"))[0])

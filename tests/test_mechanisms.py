@@ -192,7 +192,7 @@ def test_no_silent_defaults_the_prediction_states_what_it_assumes():
     said = " ".join(predict(s)["assumptions"])
     assert "the same at every local batch" in said and "busy_rate_fraction = 1" in said
     assert "overlap_slowdown = 0" in said
-    s, _ = SC.load("perlmutter-gpu-hep", ["cluster.node_half_batch=[0, 16]",
+    s, _ = SC.load("perlmutter-gpu-hep", ["cluster.device_half_batch=[0, 16]",
                                           "cluster.busy_rate_fraction=[0.93, 1]",
                                           "cluster.overlap=true", "cluster.overlap_slowdown=0.2"])
     assert predict(s)["assumptions"] == []

@@ -482,7 +482,7 @@ def test_compute_fraction_slows_multi_worker_runs_only():
 
 
 def test_node_rate_shape_scales_the_stated_rate():
-    s, _ = SC.load("cori-knl-hep", ["cluster.node_rate_shape=[[1, 0.29], [8, 1.0], [128, 1.41]]"])
+    s, _ = SC.load("cori-knl-hep", ["cluster.device_rate_shape=[[1, 0.29], [8, 1.0], [128, 1.41]]"])
     inp = SC.to_inputs(s)
     assert float(inp.rate(np.array([8]))[0]) == pytest.approx(1.90e12)
     assert float(inp.rate(np.array([1]))[0]) == pytest.approx(0.29 * 1.90e12)
@@ -491,20 +491,20 @@ def test_node_rate_shape_scales_the_stated_rate():
 
 def test_node_rate_shape_two_readings_are_corners():
     """A shape read two ways: the nominal takes reading A, and the corners take both."""
-    s, _ = SC.load("cori-knl-hep", ["cluster.node_rate_shape=[[1, 0.29, 0.5], [8, 1, 1], "
+    s, _ = SC.load("cori-knl-hep", ["cluster.device_rate_shape=[[1, 0.29, 0.5], [8, 1, 1], "
                                     "[128, 1.41, 1.07]]"])
     rates = {round(float(SC.to_inputs(s, v).rate(np.array([1]))[0]) / 1.90e12, 9)
              for v in SC.corners(s)}
     assert rates == {0.29, 0.5}
     assert float(SC.to_inputs(s).rate(np.array([1]))[0]) == pytest.approx(0.29 * 1.90e12)
-    one, _ = SC.load("cori-knl-hep", ["cluster.node_rate_shape=[[1, 0.29], [8, 1.0]]"])
+    one, _ = SC.load("cori-knl-hep", ["cluster.device_rate_shape=[[1, 0.29], [8, 1.0]]"])
     assert len(SC.corners(one)) == len(SC.corners(s)) // 2 + 1  # no reading corner
 
 
 @pytest.mark.parametrize("override, message", [
-    ("cluster.node_rate_shape=[[1, 0.3]]", "at least two"),
-    ("cluster.node_rate_shape=[[1, 0.3, 0.4], [8, 1.0]]", "all alike"),
-    ("cluster.node_rate_shape=[[1, 0.3], [1, 0.5]]", "appears twice"),
+    ("cluster.device_rate_shape=[[1, 0.3]]", "at least two"),
+    ("cluster.device_rate_shape=[[1, 0.3, 0.4], [8, 1.0]]", "all alike"),
+    ("cluster.device_rate_shape=[[1, 0.3], [1, 0.5]]", "appears twice"),
     ("cluster.compute_fraction=1.5", "compute_fraction=1.5 is out of range"),
     ("io.bytes_per_sample=1e6", "needs io.fs_bandwidth_Bps > 0"),
     ("io.staging='tape'", "io.staging='tape' is not allowed"),

@@ -22,7 +22,7 @@ from perfmodel.model import units
 @pytest.mark.parametrize("key,text,value", [
     ("link_bandwidth_Bps", "200 Gb/s", 25e9), ("link_bandwidth_Bps", "25 GB/s", 25e9),
     ("link_bandwidth_Bps", "100Gbps", 12.5e9), ("link_latency_s", "2 us", 2e-6),
-    ("link_latency_s", "1.5ms", 1.5e-3), ("node_peak_flops", "19.5 TFLOP/s", 19.5e12),
+    ("link_latency_s", "1.5ms", 1.5e-3), ("device_peak_flops", "19.5 TFLOP/s", 19.5e12),
     ("bucket_bytes", "25 MiB", 25 * 2**20), ("straggler_rate_hz", "1 kHz", 1e3),
     ("link_latency_s", "3e-6", 3e-6)])
 def test_quantities_convert_to_the_unit_of_the_key(key, text, value):
@@ -120,3 +120,48 @@ def test_sweeps_vary_any_key_keep_intervals_and_draw(tmp_path):
     assert (fp16 <= fp32).all() and fig.stat().st_size > 1000
     rc, _, err = _run(["sweep", "perlmutter-gpu-hep", "--vary", "cluster.nosuch=1,2"])
     assert rc == 2 and "cluster.nosuch" in err
+
+
+def test_renamed_keys_are_read_with_a_note_and_predict_the_same(tmp_path, capsys):
+    import warnings
+
+    from perfmodel.cli import main
+    from perfmodel.model.predict import predict
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        old, _ = SC.load("perlmutter-gpu-hep", ["cluster.node_batch=32"])
+        ref, _ = SC.load("perlmutter-gpu-hep", ["cluster.device_batch=32"])
+    assert any("cluster.node_batch is now cluster.device_batch" in str(w.message)
+               for w in seen)
+    assert predict(old)["throughput_samples_per_s"] == predict(ref)["throughput_samples_per_s"]
+    # a file with an old name: read, one note on stderr, and the same numbers
+    f = tmp_path / "old.toml"
+    f.write_text(_toml_with_old_name())
+    assert main(["predict", str(f), "--json"]) == 0
+    out = capsys.readouterr()
+    assert "perfmodel: note:" in out.err and "device_peak_flops" in out.err
+    # both names at once: an error naming them
+    from perfmodel.ui import UserError
+
+    with pytest.raises(UserError, match="node_peak_flops and cluster.device_peak_flops"):
+        SC.validate({"cluster": {"node_peak_flops": 1e12, "device_peak_flops": 1e12}})
+
+
+def _toml_with_old_name() -> str:
+    return ('[cluster]\nnodes = 4\nnode_peak_flops = "10 TFLOP/s"\ndevice_flops = "5 TFLOP/s"\n'
+            'link_bandwidth_Bps = "25 GB/s"\nlink_latency_s = "2 us"\n'
+            '[workload]\nnet = "resnet50"\n[training]\nstrategy = "sync"\nworkers = 4\n'
+            'batch_per_worker = 32\n')
+
+
+def test_a_reader_that_leaves_early_is_no_error():
+    # perfmodel sweep ... | head -1: the pipe closes; no traceback, exit 0
+    import subprocess
+    import sys
+
+    cmd = (f"{sys.executable} -c 'import sys; from perfmodel.cli import main; "
+           "sys.exit(main())' sweep cori-knl-hep --vary training.workers=1:9000 | head -c 10")
+    run = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True,
+                         text=True, timeout=120)
+    assert "Traceback" not in run.stderr and run.returncode == 0, run.stderr[-800:]

@@ -171,8 +171,8 @@ def test_overlap_defaults_to_buckets_and_bare_params_can_overlap(tmp_path):
     bare params is spread over backward, so overlap changes its step (it could not before)."""
     text = """[cluster]
 nodes = 512
-node_peak_flops = 1e13
-node_flops = 5e12
+device_peak_flops = 1e13
+device_flops = 5e12
 link_latency_s = 2e-6
 link_bandwidth_Bps = 12.5e9
 allreduce = "ring"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,6 +161,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
+def _note(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"perfmodel: note: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = argv[0] if argv and argv[0] in COMMANDS else None
@@ -173,7 +178,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cmd = COMMANDS[args.command]
     try:
-        return getattr(_module(cmd), cmd.run)(args)
+        with warnings.catch_warnings():  # deprecation notes: one line each, no source line
+            warnings.simplefilter("default", FutureWarning)
+            warnings.showwarning = _note
+            return getattr(_module(cmd), cmd.run)(args)
+    except BrokenPipeError:  # perfmodel ... | head: the reader left; nothing is lost
+        sys.stderr.close()
+        return 0
     except UserError as e:
         print(f"perfmodel {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -15,9 +15,9 @@ Fitted (at most three; each figure it was fitted on does not count):
 1. ``cluster.straggler_scale`` (mean extra delay per node and step, exponential): on the HEP
    peak 11.73 PFLOP/s.
 
-No longer fitted: how a KNL's rate falls at small local batch (it was ``node_half_batch``,
+No longer fitted: how a KNL's rate falls at small local batch (it was ``device_half_batch``,
 fitted on the 320x of strong scaling). It is now Intel Caffe's measured batch curve on one
-Xeon Phi 7250 (``cluster.node_rate_shape`` in the Cori presets, reference "Further inputs"),
+Xeon Phi 7250 (``cluster.device_rate_shape`` in the Cori presets, reference "Further inputs"),
 so the 320x is a held-out figure. The curve is read two ways, the whole timed loop and its
 conv and FC layers alone, and every figure takes both (a corner of its interval).
 
@@ -252,7 +252,7 @@ def reproduce(overrides: list[str] | None = None) -> tuple[list[Figure], dict]:
                        f"{ttt['best_hybrid_groups']} groups (nominal)",
                        ttt["ratio_low"], ttt["ratio_high"]))
     uncertain = sorted({f"{sec}.{key}".replace("node_rate_reading",
-                                               "node_rate_shape (both readings)")
+                                               "device_rate_shape (both readings)")
                         for sec, key in SC.UNCERTAIN for sc in (hep, clim)
                         if isinstance(sc[sec][key], SC.Interval) and sc[sec][key].uncertain
                         and sec != "convergence"})

@@ -12,6 +12,7 @@ import pandas as pd
 from ..ui import UserError
 from . import scenario as SC
 from . import timeline as TL
+from .keys import current_key
 from .throughput import STRATEGY_CODE, evaluate, message_s, messages
 
 INTERVAL_KEYS = ("throughput_samples_per_s", "efficiency", "step_time_s", "time_to_target_s")
@@ -41,7 +42,7 @@ def predict(s: dict) -> dict[str, Any]:
     out["configuration"] = cfg
     c = s["cluster"]
     out["node_peak_fraction"] = out["throughput_flops"] / (cfg["workers"]
-                                                           * c["node_peak_flops"].nominal)
+                                                           * c["device_peak_flops"].nominal)
     if s["workload"]["dataset_samples"]:
         out["epoch_time_s"] = s["workload"]["dataset_samples"] / out["throughput_samples_per_s"]
     out["assumptions"] = assumptions(s)
@@ -52,10 +53,10 @@ def assumptions(s: dict) -> list[str]:
     """What a prediction of ``s`` assumes that the scenario does not state: nothing is assumed
     silently."""
     c, out = s["cluster"], []
-    half = c["node_half_batch"]
-    if c["node_profile"] is None and c["node_rate_shape"] is None and not half.high > 0:
+    half = c["device_half_batch"]
+    if c["node_profile"] is None and c["device_rate_shape"] is None and not half.high > 0:
         out.append("node rate: the same at every local batch (no node_profile, "
-                   "node_rate_shape or node_half_batch): at small batches a device runs "
+                   "device_rate_shape or device_half_batch): at small batches a device runs "
                    "slower, so strong scaling is optimistic; give a measured shape "
                    "(perfmodel node --sweep) or an interval")
     if c["node_profile"] is None and c["devices_per_node"] > 1 \
@@ -117,6 +118,8 @@ def split_varies(varies: list[str]) -> tuple[list[str], list[tuple[str, list[str
             raise UserError(f"--vary {text!r}: expected section.key=SPEC")
         path, spec = text.split("=", 1)
         sec, key = path.strip().split(".", 1)
+        key = current_key(sec, key, "--vary")
+        text = f"{sec}.{key}={spec}"
         if sec == "training" and key in TRAINING_AXES:
             grid.append(text)
             continue

@@ -74,15 +74,15 @@ def node_rate(c: dict, flops: float, w: dict | None = None,
             raise UserError(f"cluster.node_profile: {c['node_profile']} holds no step rates "
                             "of this workload's net and size (run perfmodel node)")
         b = steps.index.to_numpy(float)
-        ref = c["node_batch"] if c["node_batch"] in steps.index else b[-1]
+        ref = c["device_batch"] if c["device_batch"] in steps.index else b[-1]
         return NodeRate(ref_flops=float(steps.loc[ref]), ref_batch=float(ref), batches=b,
                         flops=steps.to_numpy(float))
-    if c["node_rate_shape"] is not None:  # a measured shape around the stated rate
-        cols = [np.array(x, float) for x in zip(*c["node_rate_shape"])]
+    if c["device_rate_shape"] is not None:  # a measured shape around the stated rate
+        cols = [np.array(x, float) for x in zip(*c["device_rate_shape"])]
         b, r = cols[0], cols[min(1 + round(reading), len(cols) - 1)]
-        at_ref = np.interp(np.log2(c["node_batch"]), np.log2(b), r)
-        return NodeRate(ref_flops=flops, ref_batch=float(c["node_batch"]), batches=b,
+        at_ref = np.interp(np.log2(c["device_batch"]), np.log2(b), r)
+        return NodeRate(ref_flops=flops, ref_batch=float(c["device_batch"]), batches=b,
                         flops=flops * r / at_ref)
-    return NodeRate(ref_flops=flops, ref_batch=float(c["node_batch"]),
-                    half_batch=c["node_half_batch"].nominal if isinstance(
-                        c["node_half_batch"], Interval) else 0.0)
+    return NodeRate(ref_flops=flops, ref_batch=float(c["device_batch"]),
+                    half_batch=c["device_half_batch"].nominal if isinstance(
+                        c["device_half_batch"], Interval) else 0.0)

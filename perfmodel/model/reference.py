@@ -17,17 +17,17 @@ DOC: dict[tuple[str, str], tuple[str, str, str]] = {
                                            "come from them too)"),
     ("cluster", "devices_per_node"): ("devices", "node", "workers a node holds: GPUs, or 1 "
                                                           "for a CPU node of one rank"),
-    ("cluster", "node_peak_flops"): ("FLOP/s", "device", "a device's peak, for the fraction "
+    ("cluster", "device_peak_flops"): ("FLOP/s", "device", "a device's peak, for the fraction "
                                                          "of peak (2 FLOP per multiply-add)"),
-    ("cluster", "node_flops"): ("FLOP/s", "device", "a device's sustained training rate at "
-                                                    "node_batch"),
-    ("cluster", "node_samples_per_s"): ("samples/s", "device", "the same rate in samples/s "
+    ("cluster", "device_flops"): ("FLOP/s", "device", "a device's sustained training rate at "
+                                                    "device_batch"),
+    ("cluster", "device_samples_per_s"): ("samples/s", "device", "the same rate in samples/s "
                                         "of the workload (the ledger turns it into FLOP/s)"),
     ("cluster", "node_profile"): ("path", "device", "a perfmodel node results file: the "
-                                  "measured rate against batch (instead of node_flops)"),
-    ("cluster", "node_batch"): ("samples", "device", "the local batch the rate was measured "
+                                  "measured rate against batch (instead of device_flops)"),
+    ("cluster", "device_batch"): ("samples", "device", "the local batch the rate was measured "
                                                      "at"),
-    ("cluster", "node_half_batch"): ("samples", "device", "rate ~ b / (b + half): how the "
+    ("cluster", "device_half_batch"): ("samples", "device", "rate ~ b / (b + half): how the "
                                      "rate falls at small batch (0: flat, which predict says)"),
     ("cluster", "link_latency_s"): ("s", "link", "one message's latency between nodes"),
     ("cluster", "link_bandwidth_Bps"): ("bytes/s", "node", "a node's injection bandwidth, "
@@ -57,8 +57,8 @@ DOC: dict[tuple[str, str], tuple[str, str, str]] = {
     ("cluster", "straggler_scale"): ("s or 1", "node", "the noise's scale: s for exponential "
                                      "and detour, relative for normal and lognormal"),
     ("cluster", "straggler_rate_hz"): ("1/s", "node", "detours per second (detour)"),
-    ("cluster", "node_rate_shape"): ("[batch, rate]", "device", "a measured rate-vs-batch "
-                                     "shape relative to node_batch; [batch, A, B] when it "
+    ("cluster", "device_rate_shape"): ("[batch, rate]", "device", "a measured rate-vs-batch "
+                                     "shape relative to device_batch; [batch, A, B] when it "
                                      "reads two ways"),
     ("cluster", "compute_fraction"): ("1", "node", "share of a node's compute left to "
                                       "training at scale (cores given to communication)"),

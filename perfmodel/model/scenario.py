@@ -2,9 +2,9 @@
 
 Sections and keys (units in the names; defaults in :data:`SCHEMA`):
 
-* ``[cluster]``: ``nodes``, ``devices_per_node``, ``node_peak_flops``, ``node_flops`` (sustained
-  training rate at ``node_batch``) or ``node_profile`` (a ``perfmodel node`` results file:
-  the rate-vs-batch curve), ``node_half_batch`` (rate ~ b/(b + half): how the rate falls at small
+* ``[cluster]``: ``nodes``, ``devices_per_node``, ``device_peak_flops``, ``device_flops`` (sustained
+  training rate at ``device_batch``) or ``node_profile`` (a ``perfmodel node`` results file:
+  the rate-vs-batch curve), ``device_half_batch`` (rate ~ b/(b + half): how the rate falls at small
   local batch), ``link_latency_s``, ``link_bandwidth_Bps``, ``intra_latency_s``,
   ``intra_bandwidth_Bps``, ``allreduce``, ``messages`` (fused, per-blob, bucketed: see
   horovod: see :mod:`perfmodel.model.timeline`; default bucketed when ``overlap``, else
@@ -16,9 +16,9 @@ Sections and keys (units in the names; defaults in :data:`SCHEMA`):
   ``ps_apply_bandwidth_Bps``, ``straggler`` (none, exponential, normal, lognormal, detour) and
   ``straggler_scale`` (detour: one detour's duration, with ``straggler_rate_hz`` detours per
   second per node; unset, both take a published OS-noise measurement, about 1.04 kHz x
-  5.2 us: :func:`perfmodel.model.stragglers.detour_default`); ``node_rate_shape``, a list
-  of ``[batch, rate relative to the rate at node_batch]`` pairs (a measured rate-vs-batch
-  shape, interpolated in log2 batch; it replaces ``node_half_batch``), or ``[batch, rate A,
+  5.2 us: :func:`perfmodel.model.stragglers.detour_default`); ``device_rate_shape``, a list
+  of ``[batch, rate relative to the rate at device_batch]`` pairs (a measured rate-vs-batch
+  shape, interpolated in log2 batch; it replaces ``device_half_batch``), or ``[batch, rate A,
   rate B]`` rows when the measurement reads two ways (every prediction takes both, as an
   interval; A is nominal); ``compute_fraction`` (the share of a node's compute left to
   training when several workers run: cores given to communication progress);
@@ -64,6 +64,7 @@ from ..ui import UserError
 from . import collectives, stragglers, transport
 from .convergence import Convergence, fit, target_table
 from .interval import Interval, number, pairs
+from .keys import apply_renames, current_key
 from .profiles import (busy_fraction_from_profile, link_from_profile, node_rate,
                        peak_from_profile)
 from .throughput import PS_PLACEMENTS, STRATEGIES, Inputs
@@ -75,9 +76,9 @@ ZOO_NAMES = tuple(ZOO)
 SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     "cluster": {
         "name": ("str", ""), "nodes": ("int", REQ), "devices_per_node": ("int", 1),
-        "node_peak_flops": ("num", None), "node_flops": ("num", None),
-        "node_samples_per_s": ("num", None),
-        "node_profile": ("str", None), "node_batch": ("int", 8), "node_half_batch": ("num", 0.0),
+        "device_peak_flops": ("num", None), "device_flops": ("num", None),
+        "device_samples_per_s": ("num", None),
+        "node_profile": ("str", None), "device_batch": ("int", 8), "device_half_batch": ("num", 0.0),
         "link_latency_s": ("num", None), "link_bandwidth_Bps": ("num", None),
         "link_profile": ("str", None),
         "intra_latency_s": ("num", None), "intra_bandwidth_Bps": ("num", None),
@@ -87,7 +88,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "reduce_bandwidth_Bps": ("num", 0.0), "ps_apply_bandwidth_Bps": ("num", 0.0),
         "straggler": ("str", "none"), "straggler_scale": ("num", None),
         "straggler_rate_hz": ("num", None),
-        "node_rate_shape": ("pairs", None), "compute_fraction": ("num", 1.0),
+        "device_rate_shape": ("pairs", None), "compute_fraction": ("num", 1.0),
         "bisection_Bps": ("num", 0.0), "group_nodes": ("int", 0), "taper": ("num", 1.0),
         "nics_per_node": ("int", 1), "nic_bandwidth_Bps": ("num", None),
         "transport": ("str", "rdma"), "wire_efficiency": ("num", None),
@@ -130,7 +131,7 @@ CHOICES = {("cluster", "allreduce"): collectives.ALGORITHMS,
            ("training", "ps_placement"): PS_PLACEMENTS,
            ("workload", "net"): ("hep", "climate", *ZOO_NAMES)}
 POSITIVE = {"flows_per_node", "nics_per_node", "nic_bandwidth_Bps", "wire_efficiency", "busy_rate_fraction",
-            "fabric_slowdown", "nodes", "devices_per_node", "bucket_bytes", "cycle_s", "fusion_bytes", "node_peak_flops", "node_flops", "node_samples_per_s", "node_batch",
+            "fabric_slowdown", "nodes", "devices_per_node", "bucket_bytes", "cycle_s", "fusion_bytes", "device_peak_flops", "device_flops", "device_samples_per_s", "device_batch",
             "link_bandwidth_Bps", "intra_bandwidth_Bps", "workers", "groups",
             "batch_per_worker", "global_batch", "params", "flop_per_sample", "image_size",
             "image_width", "filters"}
@@ -140,6 +141,7 @@ def validate(raw: dict, source: str = "scenario") -> dict[str, dict[str, Any]]:
     """Check types, ranges and consistency; fill defaults. Raises UserError naming the field."""
     if not isinstance(raw, dict):
         raise UserError(f"{source}: not a table of sections")
+    apply_renames(raw, source)
     for sec in raw:
         if sec not in SCHEMA:
             raise UserError(f"{source}: unknown section [{sec}] (allowed: "
@@ -193,7 +195,7 @@ def validate(raw: dict, source: str = "scenario") -> dict[str, dict[str, Any]]:
                 raise UserError(f"{where}={v} is out of range (allowed >= 0)")
             vals[k] = v
         out[sec] = vals
-    shape = out["cluster"]["node_rate_shape"]
+    shape = out["cluster"]["device_rate_shape"]
     # derived: which reading of a two-reading shape (0: the first, nominal; 1: the second)
     out["cluster"]["node_rate_reading"] = Interval(
         0.0, 0.0, 1.0 if shape is not None and len(shape[0]) == 3 else 0.0)
@@ -227,10 +229,10 @@ def _straggler_defaults(c: dict, source: str) -> None:
 
 def _check_consistency(s: dict, source: str) -> None:
     c, w, t = s["cluster"], s["workload"], s["training"]
-    given = [k for k in ("node_flops", "node_samples_per_s", "node_profile") if c[k] is not None]
+    given = [k for k in ("device_flops", "device_samples_per_s", "node_profile") if c[k] is not None]
     if len(given) != 1:
-        raise UserError(f"{source}: cluster needs exactly one of node_flops, "
-                        "node_samples_per_s and node_profile (given: "
+        raise UserError(f"{source}: cluster needs exactly one of device_flops, "
+                        "device_samples_per_s and node_profile (given: "
                         f"{', '.join(given) or 'none'})")
     if c["link_profile"] is not None:
         if c["link_latency_s"] is not None or c["link_bandwidth_Bps"] is not None:
@@ -244,18 +246,18 @@ def _check_consistency(s: dict, source: str) -> None:
         nic, k = c["nic_bandwidth_Bps"], c["nics_per_node"]
         c["link_bandwidth_Bps"] = Interval(nic.nominal * k, nic.low * k, nic.high * k)
     if c["busy_rate_fraction"] is None:  # a profile measured with ranks busy says it; else 1
-        f = busy_fraction_from_profile(c["node_profile"], c["node_batch"]) \
+        f = busy_fraction_from_profile(c["node_profile"], c["device_batch"]) \
             if c["node_profile"] is not None else 1.0
         c["busy_rate_fraction"] = Interval(f, f, f)
     transport.fill_defaults(c, source)
     for k in ("link_latency_s", "link_bandwidth_Bps"):
         if c[k] is None:
             raise UserError(f"{source}: cluster.{k} is required (or cluster.link_profile)")
-    if c["node_peak_flops"] is None:
+    if c["device_peak_flops"] is None:
         if c["node_profile"] is None:
-            raise UserError(f"{source}: cluster.node_peak_flops is required (or a "
+            raise UserError(f"{source}: cluster.device_peak_flops is required (or a "
                             "node_profile that measured it)")
-        c["node_peak_flops"] = peak_from_profile(c["node_profile"])
+        c["device_peak_flops"] = peak_from_profile(c["node_profile"])
     _straggler_defaults(c, source)
     if c["messages"] is None:  # overlapping as the libraries do it: DDP-style buckets
         c["messages"] = "bucketed" if c["overlap"] else "fused"
@@ -265,8 +267,8 @@ def _check_consistency(s: dict, source: str) -> None:
     if not 0 < c["compute_fraction"].low <= c["compute_fraction"].high <= 1:
         raise UserError(f"{source}: cluster.compute_fraction={c['compute_fraction'].high:g} "
                         "is out of range (allowed 0 < f <= 1)")
-    if c["node_rate_shape"] is not None and c["node_profile"] is not None:
-        raise UserError(f"{source}: cluster takes node_rate_shape with node_flops, not with "
+    if c["device_rate_shape"] is not None and c["node_profile"] is not None:
+        raise UserError(f"{source}: cluster takes device_rate_shape with device_flops, not with "
                         "node_profile (the profile is a measured curve already)")
     io = s["io"]
     if io["bytes_per_sample"].high > 0:
@@ -344,10 +346,10 @@ def _check_consistency(s: dict, source: str) -> None:
                             f"divide over the {per_group} workers of a group")
     if w["net"] is not None:
         workload_ledger(w)  # the net must build at this size: errors name the field
-    if c["node_samples_per_s"] is not None:  # a device's rate in samples/s, through the ledger
+    if c["device_samples_per_s"] is not None:  # a device's rate in samples/s, through the ledger
         flop, _ = workload_ledger(w)
-        r = c["node_samples_per_s"]
-        c["node_flops"] = Interval(r.nominal * flop, r.low * flop, r.high * flop)
+        r = c["device_samples_per_s"]
+        c["device_flops"] = Interval(r.nominal * flop, r.low * flop, r.high * flop)
 
 
 def _convergence_from_profile(conv: dict, source: str) -> None:
@@ -388,6 +390,7 @@ def load(name_or_path: str, overrides: list[str] | None = None,
 
 def _apply_unset(raw: dict, text: str) -> None:
     sec, _, key = text.strip().partition(".")
+    key = current_key(sec, key, "--unset")
     if not key or sec not in SCHEMA or key not in SCHEMA[sec]:
         raise UserError(f"--unset {text!r}: expected section.key of the schema (e.g. "
                         "training.batch_per_worker)")
@@ -456,6 +459,7 @@ def _apply_override(raw: dict, text: str) -> None:
         raise UserError(f"--set {text!r}: expected section.key=value")
     path, value = text.split("=", 1)
     sec, key = path.strip().split(".", 1)
+    key = current_key(sec, key, "--set")
     try:
         v = tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError:
@@ -463,10 +467,10 @@ def _apply_override(raw: dict, text: str) -> None:
     raw.setdefault(sec, {})[key] = v
 
 
-UNCERTAIN = [("cluster", "node_flops"), ("cluster", "link_latency_s"),
+UNCERTAIN = [("cluster", "device_flops"), ("cluster", "link_latency_s"),
              ("cluster", "link_bandwidth_Bps"), ("cluster", "straggler_scale"),
              ("cluster", "straggler_rate_hz"), ("cluster", "node_rate_reading"),
-             ("cluster", "node_half_batch"), ("cluster", "compute_fraction"),
+             ("cluster", "device_half_batch"), ("cluster", "compute_fraction"),
              ("cluster", "bisection_Bps"), ("cluster", "taper"),
              ("cluster", "update_bandwidth_Bps"), ("cluster", "wire_efficiency"),
              ("cluster", "host_staging_Bps"), ("cluster", "message_overhead_s"),
@@ -508,10 +512,10 @@ def to_inputs(s: dict, values: dict[tuple[str, str], float] | None = None) -> In
     ready = workload_blob_ready(s["workload"])
     if ready is None and c["overlap"]:  # bare params: spread them evenly over backward
         blobs, ready = spread_blobs(float(blobs.sum()))
-    rate = node_rate(c, get("cluster", "node_flops") or 0.0, s["workload"],
+    rate = node_rate(c, get("cluster", "device_flops") or 0.0, s["workload"],
                       get("cluster", "node_rate_reading"))
-    if c["node_profile"] is None and c["node_rate_shape"] is None:
-        rate.half_batch = get("cluster", "node_half_batch")
+    if c["node_profile"] is None and c["device_rate_shape"] is None:
+        rate.half_batch = get("cluster", "device_half_batch")
     io = s["io"]
     return Inputs(
         rate=rate, flop_per_sample=flop_per_sample, blob_bytes=blobs,
