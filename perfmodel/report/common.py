@@ -82,17 +82,21 @@ def plotting():
     return plt, sns
 
 
+PLACED = "placed"  # a legend's gid when its section placed it off the data itself
+
+
 def legends_off_the_data(fig) -> None:
     """Move each legend of an axes at the right edge of ``fig`` outside it, to its right:
     a legend inside the axes hides the bars or points behind it. Legends of axes with a
-    neighbour to their right stay where their section put them."""
+    neighbour to their right, or whose gid is :data:`PLACED`, stay where their section put
+    them."""
     axes = [ax for ax in fig.axes if ax.get_visible()]
     if not axes:
         return
     right = max(ax.get_position().x1 for ax in axes)
     for ax in axes:
         leg = ax.get_legend()
-        if leg is None or ax.get_position().x1 < right - 1e-3:
+        if leg is None or ax.get_position().x1 < right - 1e-3 or leg.get_gid() == PLACED:
             continue
         leg.set_loc("upper left")
         leg.set_bbox_to_anchor((1.02, 1.0), transform=ax.transAxes)
@@ -104,7 +108,7 @@ def save_figure(fig, out: Path, name: str) -> str:
     right edge move outside the axes (:func:`legends_off_the_data`)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # loaded already
 
-    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    plain = FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1e4 else f"{v:g}")
     for ax in fig.axes:
         for axis, scale, lim in ((ax.xaxis, ax.get_xscale(), ax.get_xlim()),
                                  (ax.yaxis, ax.get_yscale(), ax.get_ylim())):

@@ -10,7 +10,7 @@ import pandas as pd
 from ...model import scenario as SC
 from ...model.stragglers import detour_default
 from ...model.throughput import evaluate
-from ..common import Section, plotting, save_figure, write_csv
+from ..common import PLACED, Section, plotting, save_figure, write_csv
 
 
 #: a published OS-noise measurement (:func:`perfmodel.model.stragglers.detour_default`)
@@ -55,13 +55,17 @@ def scale_effects_section(out: Path, preset: str = "perlmutter-gpu-hep",
                      for g, e in zip(gpus, r["efficiency"])]
     df = pd.DataFrame(rows)
     write_csv(df, out, "scale_effects.csv", 4)
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6), sharey=True)
+    # 2 x 2 panels, each legend below its panel: four in a row were too small to read
+    fig, grid = plt.subplots(2, 2, figsize=(11, 8.5), sharey=True)
+    axes = grid.ravel()
     for ax, (effect, part) in zip(axes, df.groupby("effect", sort=False)):
         for label, d in part.groupby("case", sort=False):
             ax.plot(d.gpus, d.efficiency, "o-", ms=3, label=label)
         ax.set(xscale="log", xlabel="GPUs", title=effect, ylim=(0, 1.05))
-        ax.legend(fontsize=7)
-    axes[0].set_ylabel("efficiency (sustained)")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2,
+                  frameon=False).set_gid(PLACED)
+    for ax in grid[:, 0]:
+        ax.set_ylabel("efficiency (sustained)")
     f = save_figure(fig, out, "scale_effects.png")
     text = (f"ResNet-50 at batch 32 per GPU on the {preset} preset, synchronous, "
             "one switch at a time against the preset (NCCL's choice, fused "
