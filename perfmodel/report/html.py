@@ -24,6 +24,7 @@ window.addEventListener('load', function () {
 
 
 FOLD_ROWS = 12  # longer tables are folded (and always linked as CSV)
+PAGE_COLUMNS = 10  # wider tables show their first columns on the page; the CSV has them all
 
 
 def _cell(v) -> str:
@@ -34,11 +35,16 @@ def _cell(v) -> str:
 
 def _table_html(out: Path, name: str, functional: bool = False) -> str:
     df = pd.read_csv(out / name, keep_default_na=False, na_values=[""])
+    more = len(df.columns) - PAGE_COLUMNS
+    if more > 0:  # a table wider than the page would be cut or scroll: the rest is in the CSV
+        df = df.iloc[:, :PAGE_COLUMNS]
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>"
                    for row in df.itertuples(index=False))
     table = f"<table><tr>{head}</tr>{body}</table>"
     label = (f"<a href='{html.escape(name)}'>{html.escape(name)}</a> ({len(df)} rows"
+             + (f"; the first {PAGE_COLUMNS} columns, {more} more in the CSV" if more > 0
+                else "")
              + ("; functional runs: more ranks x threads than cores, not timing data"
                 if functional else "") + ")")
     if len(df) > FOLD_ROWS:

@@ -84,6 +84,6 @@ def scale_effects_section(out: Path, preset: str = "perlmutter-gpu-hep",
     return Section("Effects at scale (model)", figures=[f], tables=["scale_effects.csv"],
                    text=text,
                    captions={f: "Efficiency (sustained throughput over GPUs that never wait) "
-                                "against GPUs. Left to right: the allreduce algorithm, how "
+                                "against GPUs. Top left to bottom right: the allreduce algorithm, how "
                                 "gradients are sent, the network's taper past 32 nodes, and "
                                 "per-node noise (the slowest of the GPUs sets the step)."})
