@@ -32,6 +32,7 @@ import pandas as pd
 
 from .harness import slurm
 from .model import scenario as SC
+from .model import zoo_convergence as ZC
 from .model.convergence import Convergence, retuned_momentum
 from .model.predict import predict
 from .model.throughput import STRATEGIES, evaluate
@@ -120,6 +121,47 @@ def candidates(max_workers: int, devices_per_node: int, max_groups: int = 64,
         return gen()
     return next(gen(), {k: np.zeros(0, int) for k in ("strategy", "workers", "groups",
                                                        "servers", "batch")})
+
+
+def apply_epoch_curve(s: dict, optimizer: str | None) -> list[str]:
+    """Charge a zoo network's published epochs against batch (:mod:`.model.zoo_convergence`)
+    when the scenario states no ``[convergence] b_noise`` of its own: its B_crit becomes the
+    noise scale (with its interval) and a batch limit of the optimizer family becomes a
+    constraint (``plan_hints['max_update_batch']``). Returns the notes to print: which curve,
+    which optimizer family (``optimizer`` None: SGD, assumed and said), or why none."""
+    net = s["workload"]["net"]
+    family = optimizer or "sgd"
+    assumed = "" if optimizer else " (SGD assumed: perfmodel plan --optimizer sgd|lars chooses)"
+    conv = s["convergence"]
+    if conv["b_noise"].nominal > 0:
+        return [f"epochs against batch: the scenario's own b_noise {conv['b_noise'].nominal:.4g}"
+                + (f" ({conv['source']})" if conv["source"] else "")]
+    c = ZC.curve(net, family)
+    if c is None:
+        known = sorted({n for n, _ in ZC.CURVES})
+        return [f"note: no published epochs-against-batch curve for workload {net!r} with "
+                f"{family.upper()}{assumed} (published here: {', '.join(known)}); epochs are "
+                "taken as independent of the batch"]
+    s["plan_hints"]["max_update_batch"] = c.max_batch
+    notes = []
+    if c.b_crit is not None:
+        conv["b_noise"] = c.b_crit
+        conv["source"] = (f"{c.net} with {family.upper()} to {c.target}: E(B) = E_min (1 + B / "
+                          f"{c.b_crit.nominal:,.0f}), B_crit [{c.b_crit.low:,.0f}, "
+                          f"{c.b_crit.high:,.0f}], fitted on {c.fitted_on}; {c.source}")
+        notes.append(f"epochs against batch{assumed}: {conv['source']}")
+    else:
+        notes.append(f"epochs against batch{assumed}: {c.net} with {family.upper()} to "
+                     f"{c.target}: the same epochs at every batch up to {c.max_batch:,} "
+                     f"({c.source})")
+    if c.max_batch:
+        notes.append(f"constraint: update batches above {c.max_batch:,} are left out (the "
+                     f"largest at which {family.upper()} is published to reach the target)")
+    if not (conv["gamma"].high > 0 or conv["kappa"].high > 0):
+        notes.append("note: the curve is of synchronous training; asynchronous groups are "
+                     "charged only what the scenario's [convergence] gamma and kappa say "
+                     "(here nothing), so async and hybrid plans are optimistic")
+    return notes
 
 
 def epoch_factor(s: dict, grid: dict[str, np.ndarray]) -> np.ndarray:
@@ -258,6 +300,9 @@ def _evaluate(s: dict, inp, grid: dict[str, np.ndarray], target: Target
              / res["throughput_samples_per_s"])
     nodes = np.ceil((grid["workers"] + grid["servers"]) / d)
     g = np.where(grid["strategy"] == 1, grid["workers"], grid["groups"])
+    limit = s.get("plan_hints", {}).get("max_update_batch")
+    if limit:  # past the batch its optimizer family is published to reach the target at
+        t = np.where(grid["workers"] / g * grid["batch"] > limit, np.inf, t)
     return {"code": grid["strategy"], "workers": grid["workers"], "groups": g,
             "param_servers": grid["servers"], "batch_per_worker": grid["batch"],
             "nodes": nodes.astype(int), "time_s": t, "node_hours": nodes * t / 3600.0,

@@ -176,8 +176,9 @@ def test_the_plan_respects_the_users_setup(tmp_path, capsys):
 
     example = Path(__file__).resolve().parents[1] / "examples" / "gpu-ddp-resnet50.toml"
     job = tmp_path / "job.sh"
+    # a noise scale of the scenario's own: no published batch limit of an optimizer applies
     assert main(["plan", str(example), "--epochs", "90", "--json", "--emit-slurm",
-                 str(job)]) == 0
+                 str(job), "--set", "convergence.b_noise=1e12"]) == 0
     import json
 
     plan = json.loads(capsys.readouterr().out)
@@ -191,3 +192,40 @@ def test_the_plan_respects_the_users_setup(tmp_path, capsys):
     assert main(["plan", str(example), "--epochs", "1", "--batches", "0,2"]) == 2
     assert main(["plan", str(example), "--epochs", "1", "--batches", "64,512"]) == 0
     assert "largest batch searched" not in capsys.readouterr().out  # the user's own grid
+
+
+EXAMPLE = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "examples"
+              / "gpu-ddp-resnet50.toml")
+
+
+def test_a_zoo_networks_epochs_grow_with_the_batch_as_published(capsys):
+    from perfmodel import plan as PLN
+    from perfmodel.cli import main
+    from perfmodel.model import zoo_convergence as ZC
+
+    lars = ZC.curve("resnet50", "lars")
+    for batch, runs in ZC.RESNET50_LARS_RCP:  # the fit against each published point
+        assert float(lars.epochs(batch)) == pytest.approx(np.mean(runs), rel=0.10)
+    published = np.mean(ZC.RESNET50_LARS_RCP[-2][1]) / np.mean(ZC.RESNET50_LARS_RCP[0][1])
+    assert float(lars.factor(65536) / lars.factor(1632)) == pytest.approx(published, rel=0.1)
+    assert np.all(np.diff(lars.factor([256, 4096, 32768, 65536])) > 0)
+    # the planner charges it: sync at 512 x 128 = 65,536 samples costs E(B)/E_min epochs
+    s, _ = SC.load_for_plan(EXAMPLE)
+    notes = PLN.apply_epoch_curve(s, "lars")
+    assert any("rcps_resnet.json" in n for n in notes)
+    grid = {"strategy": np.array([0]), "workers": np.array([512]), "groups": np.array([1]),
+            "batch": np.array([128])}
+    assert float(PLN.epoch_factor(s, grid)[0]) == pytest.approx(float(lars.factor(65536)))
+    # SGD: the same epochs, but nothing above 8,192 (Goyal et al.): a constraint
+    s, _ = SC.load_for_plan(EXAMPLE)
+    PLN.apply_epoch_curve(s, "sgd")
+    feasible, _ = PLN.search(s, PLN.Target(epochs=90), 16, None, None, batches=(64, 256))
+    assert len(feasible) and (feasible.update_batch <= 8192).all()
+    # the command prints the factor and its source
+    assert main(["plan", EXAMPLE, "--epochs", "90", "--optimizer",
+                 "lars", "--batches", "256", "--max-nodes", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "rcps_resnet.json" in out and "epochs charged for the update batch" in out
+    # a zoo net without a published curve says so
+    s, _ = SC.load_for_plan(EXAMPLE, ['workload.net="vgg16"'])
+    assert "no published epochs-against-batch curve" in PLN.apply_epoch_curve(s, None)[0]

@@ -49,6 +49,10 @@ def add_arguments(pl: argparse.ArgumentParser) -> None:
     pl.add_argument("--batches", default=None, metavar="B1,B2,...",
                     help="the local batches to search (default 1, 2, 4, ... up to 128 or the "
                          "scenario's batch_per_worker, which is always searched)")
+    pl.add_argument("--optimizer", choices=("sgd", "lars"), default=None,
+                    help="the optimizer family, for a zoo network's published epochs against "
+                         "batch (default: sgd, said as assumed); a scenario's own "
+                         "[convergence] b_noise takes precedence")
     slurm_arguments(pl)
 
 
@@ -83,6 +87,7 @@ def run_plan(args: argparse.Namespace) -> int:
         raise UserError(f"--budget-node-hours={args.budget_node_hours} is out of range "
                         "(allowed > 0)")
     deadline = PL.parse_duration(args.deadline) if args.deadline else None
+    curve_notes = PL.apply_epoch_curve(s, args.optimizer) if args.epochs is not None else []
     t0 = time.perf_counter()
     batches = _batches(args.batches, s["plan_hints"]["batch_per_worker"])
     feasible, facts = PL.search(s, PL.Target(epochs=args.epochs, loss=args.target_loss),
@@ -112,6 +117,7 @@ def run_plan(args: argparse.Namespace) -> int:
                           "recommended": {k: (v.item() if hasattr(v, "item") else v)
                                           for k, v in chosen.items()},
                           "prediction": pred, "why_not": reasons,
+                          "epoch_notes": curve_notes,
                           "time_interval_s": [t_lo, t_hi],
                           "meets_deadline_at_high": (t_hi <= deadline) if deadline else None,
                           "pareto": front.to_dict("records")}, indent=2, default=float))
@@ -145,17 +151,21 @@ def run_plan(args: argparse.Namespace) -> int:
     print("why the others lose:")
     for line in reasons:
         print(f"  {line}")
+    for line in curve_notes:
+        print(line)
     if args.epochs is not None:
         bn = s["convergence"]["b_noise"].nominal
         if bn > 0:
             f = PL.epoch_factor(s, {k: [v] for k, v in dict(
                 strategy=list(PL.STRATEGIES).index(chosen.strategy), workers=chosen.workers,
                 groups=chosen.groups, batch=chosen.batch_per_worker).items()})[0]
+            src = "the curve above" if curve_notes else (s['convergence']['source']
+                                                          or 'the scenario')
             print(f"epochs charged for the update batch {chosen.update_batch:.0f} against "
-                  f"B_noise {bn:.4g} ({s['convergence']['source'] or 'the scenario'})"
+                  f"B_noise {bn:.4g} ({src})"
                   f"{' and ' + str(int(chosen.groups)) + ' asynchronous groups' if chosen.groups > 1 else ''}"
                   f": x{f:.3g} ({args.epochs:g} -> {args.epochs * f:.3g} epochs)")
-        else:
+        elif not curve_notes:
             print("note: the scenario states no [convergence] b_noise, so epochs are taken "
                   "as independent of the batch; a global batch far above the noise scale "
                   "needs more epochs than planned")

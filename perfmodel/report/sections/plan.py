@@ -18,6 +18,7 @@ def plan_section(out: Path, preset: str = "cori-knl-hep", epochs: float = 10,
     if not s["workload"]["dataset_samples"]:
         return Section("Planning a cluster run", missing="the scenario states no "
                        "workload.dataset_samples, so an epoch has no size")
+    curve = PL.apply_epoch_curve(s, None)  # a zoo network's published epochs against batch
     user = s["plan_hints"]["batch_per_worker"]  # the scenario's own batch is searched too
     batches = tuple(sorted(set(PL.BATCHES) | ({user} if user else set())))
     feasible, facts = PL.search(s, PL.Target(epochs=epochs), None, deadline_s, None,
@@ -57,7 +58,9 @@ def plan_section(out: Path, preset: str = "cori-knl-hep", epochs: float = 10,
                         f"alone: {PL.format_duration(a_lo)} to {PL.format_duration(a_hi)}; the rest is the epochs "
                         f"the convergence assumptions charge), so it "
                         f"{'meets' if t_hi <= deadline_s else 'can miss'} the deadline. "
-                        f"Why the others lose: {why}.",
+                        f"Why the others lose: {why}. " + " ".join(
+                            n[0].upper() + n[1:] + ("" if n.endswith(".") else ".")
+                            for n in curve),
                    captions={f: "Every configuration the planner evaluated (a sample), time "
                                 "to solution against node-hours; the line is the Pareto front, "
                                 "the star the recommendation (its bar: the time over the "
