@@ -228,3 +228,30 @@ class Startup:
     def time_perfmodel_help(self):
         subprocess.run([sys.executable, "-m", "perfmodel", "--help"], check=True,
                        capture_output=True)
+
+
+class PublishedTimeToTrain:
+    """Published time to train (perfmodel published --ttt): MLPerf Training runs' epochs and
+    time to train against the convergence curve and the throughput model."""
+
+    timeout = 300
+
+    def setup_cache(self):
+        from perfmodel.judge import ttt as T
+
+        return T.summary(T.run())
+
+    def track_ttt_epochs_median_abs_error(self, s):
+        return 100 * s["epochs_median_abs_error"]
+
+    track_ttt_epochs_median_abs_error.unit = "%"
+
+    def track_ttt_time_median_abs_error(self, s):
+        return 100 * s["time_median_abs_error"]
+
+    track_ttt_time_median_abs_error.unit = "%"
+
+    def track_ttt_time_kendall_tau(self, s):
+        return s["time_kendall_tau"]
+
+    track_ttt_time_kendall_tau.unit = "tau"

@@ -156,3 +156,19 @@ def test_killed_run_leaves_its_finished_steps(learnable, tmp_path):
     ev = df[(df.what == "eval") & (df.metric == "val_loss")]
     assert len(ev) >= 3 and (df.what == "loss").sum() >= 15
     assert not (df.what == "target").any()   # the run did not finish: no summary rows
+
+
+def test_pairs_inside_the_noise_do_not_count_against_the_ranking():
+    import pandas as pd
+
+    from perfmodel.judge.converge import ordered_pairs
+
+    timed = pd.DataFrame(dict(measured_s=[10.0, 10.5, 20.0, 40.0],
+                              predicted_s=[10.4, 10.1, 21.0, 38.0],  # the first two swapped
+                              time_spread=[0.1, 0.1, 0.0, 0.05], seeds=[2, 2, 1, 2]))
+    out = ordered_pairs(timed)
+    assert out["pairs"] == 6 and out["pairs_correct"] == 5
+    # 10 vs 10.5 s: ln 1.05 = 0.049 < 0.1 + 0.1, inside the noise; the others are apart
+    assert out["pairs_apart"] == 5 and out["pairs_apart_correct"] == 5
+    timed.loc[3, "predicted_s"] = 15.0  # now a real swap: 20 s against 40 s
+    assert ordered_pairs(timed)["pairs_apart_correct"] == 4

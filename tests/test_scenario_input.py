@@ -144,7 +144,8 @@ def test_renamed_keys_are_read_with_a_note_and_predict_the_same(tmp_path, capsys
     # both names at once: an error naming them
     from perfmodel.ui import UserError
 
-    with pytest.raises(UserError, match="node_peak_flops and cluster.device_peak_flops"):
+    with pytest.raises(UserError, match="node_peak_flops and cluster.device_peak_flops"), \
+            pytest.warns(FutureWarning):
         SC.validate({"cluster": {"node_peak_flops": 1e12, "device_peak_flops": 1e12}})
 
 

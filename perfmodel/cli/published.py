@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..judge import published as P
+from ..judge import ttt as T
 from ..ui import ProgressBar, table
 
 
@@ -16,11 +17,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "perfmodel/judge/published/)")
     p.add_argument("--json", action="store_true", help="JSON on stdout: every case and the "
                    "set's figures")
+    p.add_argument("--ttt", action="store_true", help="the time-to-train set instead: "
+                   "published MLPerf runs' epochs and time to train against the convergence "
+                   "and throughput models (perfmodel/judge/ttt/)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run_published(args: argparse.Namespace) -> int:
     folder = Path(args.cases) if args.cases else None
+    if args.ttt:
+        return _run_ttt(args, folder)
     bar = ProgressBar(len(P.case_paths(folder)), "published",
                       enabled=False if args.no_progress else None)
     cases = P.run(folder, progress=bar)
@@ -47,4 +53,35 @@ def run_published(args: argparse.Namespace) -> int:
     print(f"runs that published e <= {P.LOW_EFFICIENCY:g} predicted within "
           f"{100 * P.WITHIN:.0f}%: {s['low_efficiency_within']} of "
           f"{s['low_efficiency_cases']}")
+    return 0
+
+
+def _run_ttt(args: argparse.Namespace, folder: Path | None) -> int:
+    bar = ProgressBar(len(list((folder or T.case_dir()).glob("*.toml"))), "time to train",
+                      enabled=False if args.no_progress else None)
+    cases = T.run(folder, progress=bar)
+    s = T.summary(cases)
+    if args.json:
+        print(json.dumps(dict(s, kind="time-to-train", cases=[dict(
+            case=c.name, title=c.title, source=c.source, where=c.where, quote=c.quote,
+            scenario=c.scenario_case, devices=c.devices, global_batch=c.global_batch,
+            optimizer=c.optimizer, epochs=c.epochs, predicted_epochs=c.predicted_epochs,
+            epochs_error=c.epochs_error, time_to_train_s=c.time_to_train_s,
+            predicted_s=c.predicted_s, time_error=c.time_error, eval_s=c.eval_s,
+            throughput_samples_per_s=c.throughput_samples_per_s, runs=c.runs)
+            for c in cases], case_count=s["cases"]), indent=2, default=float))
+        return 0
+    rows = [[c.name, c.devices, f"{c.global_batch:,}", f"{c.epochs:g}",
+             f"{c.predicted_epochs:.1f}", f"{100 * c.epochs_error:+.1f}%",
+             f"{c.time_to_train_s:.4g}", f"{c.predicted_s:.4g}", f"{100 * c.time_error:+.1f}%"]
+            for c in sorted(cases, key=lambda c: c.time_to_train_s)]
+    print(table(["case", "devices", "global batch", "epochs", "predicted", "error",
+                 "time to train s", "predicted s", "error"], rows))
+    print(f"\n{s['cases']} published MLPerf Training runs (v2.1 and later) from "
+          f"{s['sources']} submissions; epochs from the published epochs-against-batch curve "
+          "(perfmodel/model/zoo_convergence.py), time from the throughput model plus the "
+          "logged evaluation time")
+    print(f"epochs: median |error| {100 * s['epochs_median_abs_error']:.1f}%")
+    print(f"time to train: median |error| {100 * s['time_median_abs_error']:.1f}%, Kendall "
+          f"tau {s['time_kendall_tau']:.2f}")
     return 0

@@ -88,7 +88,31 @@ def summary(cmp: pd.DataFrame) -> dict:
                 if n else float("nan"),
                 kendall_tau=float(kendall_tau(timed.predicted_s, timed.measured_s))
                 if n >= 2 else float("nan"),
-                censored=int(cmp.censored.sum()))
+                censored=int(cmp.censored.sum()), **ordered_pairs(timed))
+
+
+def ordered_pairs(timed: pd.DataFrame) -> dict[str, int]:
+    """How many pairs of configurations the model orders as measured: of all pairs, and of
+    the pairs measured apart by more than their runs' own spread (|ln(t_i / t_j)| above the
+    sum of the two configurations' relative spreads across runs; one run: the median spread
+    of those with several). A pair inside the noise can swap between two runs of the
+    pipeline whatever the model; one outside it should not."""
+    t = timed.measured_s.to_numpy(float)
+    p = timed.predicted_s.to_numpy(float)
+    spread = timed.time_spread.to_numpy(float)
+    several = timed.seeds.to_numpy() > 1
+    fill = float(np.median(spread[several])) if several.any() else 0.0
+    spread = np.where(several, spread, fill)
+    out = dict(pairs=0, pairs_correct=0, pairs_apart=0, pairs_apart_correct=0)
+    for i in range(len(t)):
+        for j in range(i + 1, len(t)):
+            right = bool((t[i] - t[j]) * (p[i] - p[j]) > 0)
+            out["pairs"] += 1
+            out["pairs_correct"] += right
+            if abs(np.log(t[i] / t[j])) > spread[i] + spread[j]:
+                out["pairs_apart"] += 1
+                out["pairs_apart_correct"] += right
+    return out
 
 
 def fit_rows(conv: Convergence, base: dict) -> list[dict]:

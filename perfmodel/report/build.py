@@ -23,7 +23,7 @@ from .sections.harness import harness_sections
 from .sections.node import node_sections, profile_sections
 from .sections.paper import paper_sections
 from .sections.plan import plan_section
-from .sections.published import published_section
+from .sections.published import published_section, time_to_train_section
 from .sections.scaling import scaling_section
 from .sections.timeline import timeline_section
 
@@ -85,6 +85,7 @@ def build(out: str | Path, results: list[str | Path], paper: bool = True,
         sections.append(timeline_section(out))
         sections.append(scale_effects_section(out))
         sections.append(published_section(out))
+        sections.append(time_to_train_section(out))
     if plan:
         sections.append(plan_section(out))
     claims = [c for sec in sections for c in sec.claims]

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 
 from ...judge import published as P
+from ...judge import ttt as T
+from ...model import zoo_convergence as ZC
 from ..common import Claim, Section, plotting, save_figure, write_csv
 
 
@@ -58,3 +60,60 @@ def published_section(out: Path) -> Section:
                    captions={f: "Predicted against published efficiency, one point per run; "
                                 "bars: the interval over the case's uncertain inputs. Points "
                                 "above the band: the model is too optimistic."})
+
+
+def time_to_train_section(out: Path) -> Section:
+    """Published time to train (``perfmodel published --ttt``): the epochs-against-batch curve
+    beside its published points and the submissions' logged epochs, and predicted against
+    logged time to train."""
+    cases = T.run()
+    s = T.summary(cases)
+    df = pd.DataFrame([dict(case=c.name, devices=c.devices, global_batch=c.global_batch,
+                            epochs=c.epochs, predicted_epochs=c.predicted_epochs,
+                            time_to_train_s=c.time_to_train_s, predicted_s=c.predicted_s,
+                            time_error=c.time_error) for c in cases]).sort_values("devices")
+    write_csv(df, out, "time_to_train.csv", 4)
+    plt, _ = plotting()
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.6))
+    curve = ZC.curve("resnet50", "lars")
+    b = np.geomspace(1000, 70000, 60)
+    ax.plot(b, curve.epochs(b), color="0.3", lw=1.2, label="fit E(B) = E_min (1 + B / B_crit)")
+    rcp = [(bb, np.mean(r), min(r), max(r)) for bb, r in ZC.RESNET50_LARS_RCP]
+    ax.errorbar([p[0] for p in rcp], [p[1] for p in rcp],
+                yerr=[[p[1] - p[2] for p in rcp], [p[3] - p[1] for p in rcp]], fmt="s", ms=4,
+                capsize=2, label="MLCommons reference runs (fitted on)")
+    ax.scatter(df.global_batch, df.epochs, marker="x", color="C3", zorder=3,
+               label="MLPerf submissions (held out from the fit)")
+    ax.set(xscale="log", xlabel="global batch", ylabel="epochs to 75.9% top-1",
+           title="ResNet-50, LARS: epochs against batch")
+    ax.legend(fontsize=8, loc="upper left")
+    lim = [df[["time_to_train_s", "predicted_s"]].min().min() * 0.7,
+           df[["time_to_train_s", "predicted_s"]].max().max() * 1.4]
+    bx.plot(lim, lim, color="0.4", lw=1)
+    bx.fill_between(lim, [v * 0.8 for v in lim], [v * 1.2 for v in lim], color="0.88",
+                    label="within 20%")
+    bx.scatter(df.time_to_train_s, df.predicted_s, s=18, label="MLPerf runs")
+    bx.set(xscale="log", yscale="log", xlim=lim, ylim=lim, xlabel="logged time to train (s)",
+           ylabel="predicted (s)", title="time to train")
+    bx.legend(fontsize=8, loc="upper left")
+    f = save_figure(fig, out, "time_to_train.png")
+    claims = [
+        Claim("time to train, published runs: median |error| of epochs",
+              100 * s["epochs_median_abs_error"], "%", "stated", None,
+              f"{s['cases']} MLPerf Training runs (v2.1 and later): perfmodel published --ttt"),
+        Claim("time to train, published runs: median |error| of time to train",
+              100 * s["time_median_abs_error"], "%", "stated", None,
+              "throughput model + logged evaluation time"),
+        Claim("time to train, published runs: Kendall tau", s["time_kendall_tau"], "",
+              "stated", None, "the ranking of runs by time to train")]
+    return Section("Published time to train (MLPerf Training, ResNet-50)", figures=[f],
+                   tables=["time_to_train.csv"], claims=claims,
+                   text=f"{s['cases']} MLPerf Training ResNet-50 submissions of rounds v2.1 to "
+                        "v4.0, each the cluster and configuration of a case of the throughput "
+                        "set (perfmodel/judge/ttt/). Epochs come from the epochs-against-batch "
+                        "curve fitted on MLCommons' reference runs (not on these submissions); "
+                        "the time is those epochs over the throughput model's rate, plus the "
+                        "logged evaluation time.",
+                   captions={f: "Left: the curve, the reference runs it was fitted on (bars: "
+                                "fastest to slowest run) and the submissions' logged epochs. "
+                                "Right: predicted against logged time to train."})
