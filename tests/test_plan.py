@@ -229,3 +229,16 @@ def test_a_zoo_networks_epochs_grow_with_the_batch_as_published(capsys):
     # a zoo net without a published curve says so
     s, _ = SC.load_for_plan(EXAMPLE, ['workload.net="vgg16"'])
     assert "no published epochs-against-batch curve" in PLN.apply_epoch_curve(s, None)[0]
+
+
+def test_cosmoflows_curve_is_fitted_on_its_reference_runs_and_bounded_by_them():
+    from perfmodel.model import zoo_convergence as ZC
+
+    c = ZC.curve("cosmoflow", "sgd")
+    assert c.max_batch == max(b for b, _ in ZC.COSMOFLOW_SGD_RCP) == 1024
+    means = [np.mean(r) for _, r in ZC.COSMOFLOW_SGD_RCP]
+    # a rough fit: within 5.5 epochs of every published mean, and growing past the middle
+    assert all(abs(float(c.epochs(b)) - m) < 5.5 for (b, _), m in zip(ZC.COSMOFLOW_SGD_RCP,
+                                                                       means))
+    assert float(c.epochs(1024)) == pytest.approx(means[-1], rel=0.05)
+    assert c.b_crit.low <= c.b_crit.nominal <= c.b_crit.high
