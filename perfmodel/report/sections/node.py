@@ -39,10 +39,13 @@ def node_sections(df: pd.DataFrame, out: Path) -> list[Section]:
     fig, ax = plt.subplots(figsize=(10, 4.5))
     sns.barplot(data=run.assign(gflops=run.value / 1e9), x="layer", y="gflops", hue="phase",
                 ax=ax)
-    for name, v in peaks.items():
+    right = len(run.layer.unique()) - 0.5
+    for k, (name, v) in enumerate(peaks.sort_values().items()):
         ax.axhline(v / 1e9, ls="--", lw=1, color="k" if name == "fma" else "grey")
-        ax.text(len(run.layer.unique()) - 0.5, v / 1e9, f" {name} peak", va="bottom",
-                ha="right", fontsize=8)
+        # the lower peak's label below its line, the higher's above: two peaks within a few
+        # percent would print their labels over each other
+        ax.text(right, v / 1e9, f"{name} peak {v / 1e9:.0f} ", fontsize=8, ha="right",
+                va="top" if k == 0 and len(peaks) > 1 else "bottom")
     ax.set(ylabel="GFLOP/s", xlabel="", title=f"per-layer FLOP rates: {where}")
     ax.tick_params(axis="x", rotation=60)
     f1 = save_figure(fig, out, "node_layers.png")
