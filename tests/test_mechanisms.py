@@ -228,3 +228,22 @@ def test_whole_variables_on_many_servers_load_the_busiest_with_the_largest():
     with pytest.raises(UserError, match="training.ps_placement"):
         SC.load("cpu-epyc-hdr-hep", ['training.ps_placement="greedy"',
                                      'training.strategy="sync"', "training.param_servers=0"])
+
+
+def test_a_servers_merge_rate_paces_synchronous_messages_when_slower_than_its_link():
+    # MXNet's kvstore server merges each push on its CPU (apache/mxnet #14485): N f m / (S R)
+    base = ['training.strategy="sync"', "training.groups=1", "training.workers=8",
+            "training.param_servers=2", "cluster.nodes=16", 'cluster.messages="fused"',
+            "cluster.devices_per_node=1"]
+    off = SC.to_inputs(SC.load("cpu-epyc-hdr-hep", base)[0])
+    t_off = float(evaluate(off, "sync", 8, 1, 2, 8)["comm_s"])
+    fast = SC.to_inputs(SC.load("cpu-epyc-hdr-hep", base + [
+        "cluster.ps_merge_bandwidth_Bps=1e15"])[0])
+    assert float(evaluate(fast, "sync", 8, 1, 2, 8)["comm_s"]) == pytest.approx(t_off)
+    slow = SC.to_inputs(SC.load("cpu-epyc-hdr-hep", base + [
+        "cluster.ps_merge_bandwidth_Bps=1e6"])[0])
+    t_slow = float(evaluate(slow, "sync", 8, 1, 2, 8)["comm_s"])
+    assert t_slow == pytest.approx(2 * slow.link_latency_s + 8 * slow.param_bytes / 2 / 1e6)
+    # one node: no push crosses to a server's merge
+    assert float(evaluate(slow, "sync", 1, 1, 2, 8)["comm_s"]) == pytest.approx(
+        float(evaluate(off, "sync", 1, 1, 2, 8)["comm_s"]))

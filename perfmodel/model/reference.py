@@ -88,6 +88,9 @@ DOC: dict[tuple[str, str], tuple[str, str, str]] = {
     ("cluster", "flow_cap_Bps"): ("bytes/s", "flow", "a cloud's cap on one TCP flow (0: "
                                   "none)"),
     ("cluster", "flows_per_node"): ("flows", "node", "TCP flows a node's collectives use"),
+    ("cluster", "ps_merge_bandwidth_Bps"): ("bytes/s", "server", "a synchronous parameter "
+                                            "server merging one push of its share (sum and "
+                                            "update; 0: free)"),
     ("io", "bytes_per_sample"): ("bytes", "sample", "what a sample reads (0: I/O not "
                                                     "modelled)"),
     ("io", "fs_bandwidth_Bps"): ("bytes/s", "run", "the shared file system's aggregate read "

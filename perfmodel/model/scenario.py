@@ -96,6 +96,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "busy_rate_fraction": ("num", None), "overlap_slowdown": ("num", 0.0),
         "placement": ("str", "spread"), "fabric_slowdown": ("num", 1.0),
         "flow_cap_Bps": ("num", 0.0), "flows_per_node": ("num", 1.0),
+        "ps_merge_bandwidth_Bps": ("num", 0.0),
     },
     "io": {
         "bytes_per_sample": ("num", 0.0), "fs_bandwidth_Bps": ("num", 0.0),
@@ -476,7 +477,8 @@ UNCERTAIN = [("cluster", "device_flops"), ("cluster", "link_latency_s"),
              ("cluster", "host_staging_Bps"), ("cluster", "message_overhead_s"),
              ("cluster", "busy_rate_fraction"), ("cluster", "overlap_slowdown"),
              ("cluster", "fabric_slowdown"), ("cluster", "flow_cap_Bps"),
-             ("cluster", "flows_per_node"), ("io", "bytes_per_sample"),
+             ("cluster", "flows_per_node"), ("cluster", "ps_merge_bandwidth_Bps"),
+             ("io", "bytes_per_sample"),
              ("io", "fs_bandwidth_Bps"), ("io", "local_read_Bps"), ("convergence", "b_noise"),
              ("convergence", "s_min"), ("convergence", "gamma"), ("convergence", "kappa")]
 
@@ -547,6 +549,7 @@ def to_inputs(s: dict, values: dict[tuple[str, str], float] | None = None) -> In
         fabric_slowdown=get("cluster", "fabric_slowdown"),
         flow_cap_Bps=get("cluster", "flow_cap_Bps"),
         flows_per_node=get("cluster", "flows_per_node"),
+        ps_merge_bandwidth_Bps=get("cluster", "ps_merge_bandwidth_Bps"),
         io_bytes_per_sample=get("io", "bytes_per_sample"),
         io_fs_Bps=get("io", "fs_bandwidth_Bps"), io_node_Bps=get("io", "node_read_Bps"),
         io_staging=io["staging"], io_local_Bps=get("io", "local_read_Bps"),

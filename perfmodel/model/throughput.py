@@ -163,6 +163,8 @@ class Inputs:
                                             # once per group)
     servers_colocated: bool = False         # parameter servers on the worker nodes, sharing
                                             # their links (sync with servers only)
+    ps_merge_bandwidth_Bps: float = 0.0     # a synchronous server's rate merging one push of
+                                            # its share into the sum and updating (0: free)
     ps_placement: str = ""                  # how the servers hold the parameters (PS_PLACEMENTS;
                                             # "": each strategy's old rule, even for sync,
                                             # round-robin for async and hybrid)
@@ -321,7 +323,12 @@ def ps_sync_s(inp: Inputs, workers, nbytes, servers) -> np.ndarray:
     (N B), an allreduce's traffic. Whole variables on the servers (``ps_placement``
     round-robin or greedy) load the busiest server f = S max_load / M times an even share:
     its link carries N f m / S (apart), or the busiest node's m - l + (N - 1) l with
-    l = f m / N (colocated); spread over the step's messages in proportion to their bytes."""
+    l = f m / N (colocated); spread over the step's messages in proportion to their bytes.
+    ``ps_merge_bandwidth_Bps``: the busiest server also merges the N pushes of its share on
+    its CPU (sum and update), N f m / (S R), pipelined with their arrival, so the slower of
+    the two paces the message. MXNet's kvstore server took 780 us to update a 2 MB key that
+    took 200 us to send, with about 10 of 64 cores busy (Y. Jiang, apache/mxnet issue #14485,
+    2019): 2.6 GB/s per server process."""
     d = max(inp.devices_per_node, 1)
     p = np.asarray(workers, float)
     n = np.ceil(p / d)
@@ -334,6 +341,10 @@ def ps_sync_s(inp: Inputs, workers, nbytes, servers) -> np.ndarray:
         wire = np.maximum(m - load + (n - 1) * load, 0.0) / bw
     else:
         wire = np.maximum(m, n * f * m / s) / bw
+    if inp.ps_merge_bandwidth_Bps > 0:  # the busiest server merges N pushes of its share, as
+        # they arrive: its CPU or its link, whichever is slower, paces the message
+        wire = np.maximum(wire, np.where(n > 1, n * f * m / s / inp.ps_merge_bandwidth_Bps,
+                                         0.0))
     intra = (collectives.intra_node_s(np.minimum(p, d), m, inp.intra_latency_s,
                                       1.0 / inp.intra_bandwidth_Bps) if d > 1 else 0.0)
     return intra + 2 * inp.link_latency_s + wire
