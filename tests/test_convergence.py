@@ -45,9 +45,12 @@ def test_noise_terms_unbiased(dim, b_small, ratio, seed):
     se_tr = tr.std() / np.sqrt(draws)
     assert abs(g2.mean() - true_g2) < 5 * se_g2 + 1e-9
     assert abs(tr.mean() - true_tr) < 5 * se_tr + 1e-9
-    # the ratio of the means, within its propagated relative error
-    rel = 5 * (se_g2 / true_g2 + se_tr / true_tr)
-    assert CV.b_simple(g2, tr) == pytest.approx(true_tr / true_g2, rel=rel)
+    # the ratio of the means, within its propagated relative error; first-order propagation
+    # holds only where both means are well determined (a true |G|^2 near 0, which a draw of
+    # G in 2 dimensions can give, makes the ratio blow up whatever the estimator)
+    if se_g2 / true_g2 < 0.1 and se_tr / true_tr < 0.1:
+        rel = 5 * (se_g2 / true_g2 + se_tr / true_tr)
+        assert CV.b_simple(g2, tr) == pytest.approx(true_tr / true_g2, rel=rel)
 
 
 def test_batch_tradeoff_and_fit_recovers_parameters():
