@@ -31,7 +31,7 @@ def _layer_table(tmp: Path) -> str:
     try:
         import torchvision  # noqa: F401  (optional: the journey's ledger step needs it)
     except Exception as e:  # ModuleNotFoundError, or a CUDA-built torchvision beside CPU torch
-        pytest.skip(f"torchvision does not import here ({type(e).__name__}: {e})")
+        pytest.skip(reason=f"torchvision does not import here ({type(e).__name__}: {e})")
     out = tmp / "layers.csv"
     assert main(["ledger", "torchvision.models:resnet50", "-o", str(out)]) == 0
     return out.name
@@ -79,7 +79,7 @@ def test_the_journey_of_a_new_user(tmp_path, capsys, own_net):
     index = report / "index.html"
     assert index.exists()
     if CHROMIUM is None:
-        pytest.skip("no chromium here: the report was built but not rendered")
+        pytest.skip(reason="no chromium here: the report was built but not rendered")
     requested = _render(index, tmp_path)
     assert requested, "chromium loaded nothing"
     missing = [u for u in requested if not u.startswith("file://")

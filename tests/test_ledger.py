@@ -86,7 +86,7 @@ def _torchvision():
     try:
         import torchvision  # noqa: F401
     except Exception as e:  # a CUDA-built torchvision beside a CPU torch fails on import
-        pytest.skip(f"torchvision does not import here ({type(e).__name__}: {e})")
+        pytest.skip(reason=f"torchvision does not import here ({type(e).__name__}: {e})")
 
 
 def test_torchvision_resnet50_traced_gives_the_zoo_ledger():
