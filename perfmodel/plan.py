@@ -139,7 +139,8 @@ def apply_epoch_curve(s: dict, optimizer: str | None) -> list[str]:
     c = ZC.curve(net, family)
     if c is None:
         known = sorted({n for n, _ in ZC.CURVES})
-        return [f"note: no published epochs-against-batch curve for workload {net!r} with "
+        what = repr(net) if net else "given by its layers or parameters"
+        return [f"note: no published epochs-against-batch curve for workload {what} with "
                 f"{family.upper()}{assumed} (published here: {', '.join(known)}); epochs are "
                 "taken as independent of the batch"]
     s["plan_hints"]["max_update_batch"] = c.max_batch
