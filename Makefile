@@ -1,6 +1,7 @@
 # Two commands on a fresh machine (Python >= 3.11, gcc, make):
 #   make report   set up .venv if missing, run the main job on embedded defaults
-#   make test     set up .venv if missing (with the mpi and test extras), run the whole suite
+#   make test     set up .venv if missing (with the mpi, test and peers extras: torch 2.13 CPU),
+#                 run the whole suite
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -11,7 +12,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[mpi,test]'
+	$(PY) -m pip install -q -e '.[mpi,test,peers]'
 	touch $(STAMP)
 
 report: $(STAMP)

@@ -9,6 +9,7 @@ import numpy as np
 from .activation import Dropout, LeakyReLU, ReLU
 from .base import Layer, LayerCost, Shape, ShapeError, check_int
 from .conv import Conv2d, ConvTranspose2d
+from .cuda import CudaSequential
 from .linear import Linear
 from .loss import DetectionLoss, DetectionTarget, MSELoss
 from .net import LayerTimer, Net, Sequential, timed_call
@@ -16,7 +17,8 @@ from .pool import GlobalAvgPool2d, MaxPool2d
 
 
 def hep_net(image_size: int = 224, filters: int = 128, in_channels: int = 3, classes: int = 2,
-            dropout: float = 0.5, seed: int = 0, **optim: float) -> Sequential:
+            dropout: float = 0.5, seed: int = 0, device: str = "cpu",
+            **optim: float) -> Sequential | CudaSequential:
     """The HEP classifier of NERSC's hep_cnn_benchmark ("the HEP Deep Learning Model used in
     arXiv:1708.05256").
 
@@ -25,8 +27,11 @@ def hep_net(image_size: int = 224, filters: int = 128, in_channels: int = 3, cla
     dropout], then conv 3x3/``filters`` + ReLU + global average pool, fully connected
     ``filters`` -> ``classes``; softmax cross-entropy. At the defaults: 594,178 parameters
     (2.27 MiB) and 5.26 GFLOP forward per image. ``image_size`` must be a multiple of 16
-    (64 gives NERSC's small variant).
+    (64 gives NERSC's small variant). ``device="cuda"``: the same net (weights, names,
+    ledger) on an NVIDIA GPU with the Numba CUDA kernels (:mod:`kernels.cuda`).
     """
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"hep_net: device={device!r} is not allowed (allowed: cpu, cuda)")
     check_int("hep_net", "image_size", image_size, 16)
     if image_size % 16:
         raise ValueError(f"hep_net: image_size={image_size} must be a multiple of 16 "
@@ -50,7 +55,7 @@ def hep_net(image_size: int = 224, filters: int = 128, in_channels: int = 3, cla
     # name (the model matches node profiles to harness runs by it)
     net.name = ("hep" if filters == 128 else f"hep-f{filters}") + (
         "" if dropout == 0.5 else f"-d{dropout:g}")
-    return net
+    return CudaSequential(net, seed) if device == "cuda" else net
 
 
 #: decoder of the full-size climate net: see :func:`climate_net` for the derivation

@@ -144,7 +144,9 @@ class Spec:
         c, h, w = x
         return self._add("avgpool", x, (c, 1, 1), [], c * h * w + c, c * h * w, 0)
 
-    def add(self, x: Dims) -> Dims:
+    def add(self, x: Dims, shortcut: Dims | None = None) -> Dims:
+        """A residual add: ``x`` plus ``shortcut`` (the block's input or its projection; the
+        costs need only x's dims, a framework build needs both)."""
         e = math.prod(x)
         return self._add("add", x, x, [], e, 0, 0)
 
@@ -173,9 +175,10 @@ class Spec:
 
 # --- the networks --------------------------------------------------------------------------
 
-def vgg16(image_size: int = 224, batch: int = 1, classes: int = 1000) -> Spec:
+def vgg16(image_size: int = 224, batch: int = 1, classes: int = 1000,
+          cls: type[Spec] = Spec) -> Spec:
     """VGG-16 (Simonyan & Zisserman 2015, configuration D), as torchvision builds it."""
-    s = Spec("vgg16", (3, image_size, image_size), batch)
+    s = cls("vgg16", (3, image_size, image_size), batch)
     x = s.input_dims
     for v in (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512,
               512, "M"):
@@ -190,13 +193,14 @@ def vgg16(image_size: int = 224, batch: int = 1, classes: int = 1000) -> Spec:
 
 def _resnet(name: str, blocks: tuple[int, ...], image_size: int, batch: int,
             classes: int, dilate: tuple[bool, ...] = (False, False, False),
-            spec: Spec | None = None, taps: dict | None = None) -> Spec:
+            spec: Spec | None = None, taps: dict | None = None,
+            cls: type[Spec] = Spec) -> Spec:
     """Bottleneck ResNet (He et al. 2016) in torchvision's v1.5 form. ``dilate``: for stages
     2-4, replace the stride by dilation (torchvision's replace_stride_with_dilation: the
     stage's first block keeps the previous dilation, the rest use the doubled one). With
     ``classes`` = 0 the pooling and classifier are left out (a backbone); ``taps`` receives
     each stage's output dims."""
-    s = spec or Spec(name, (3, image_size, image_size), batch)
+    s = spec or cls(name, (3, image_size, image_size), batch)
     x = s.conv_bn_relu(s.input_dims, 64, 7, 2, 3)
     x = s.maxpool(x, 3, 2, 1)
     dilation = 1
@@ -210,9 +214,9 @@ def _resnet(name: str, blocks: tuple[int, ...], image_size: int, batch: int,
             y = s.conv_bn_relu(x, width, 1)
             y = s.relu(s.bn(s.conv(y, width, 3, stride, d, d=d)))
             y = s.bn(s.conv(y, 4 * width, 1))
-            if i == 0:  # the projection shortcut
-                s.bn(s.conv(x, 4 * width, 1, stride))
-            x = s.relu(s.add(y))
+            # the shortcut: a projection in the stage's first block, else the block's input
+            short = s.bn(s.conv(x, 4 * width, 1, stride)) if i == 0 else x
+            x = s.relu(s.add(y, short))
         if taps is not None:
             taps[stage] = x
     if classes:
@@ -221,19 +225,21 @@ def _resnet(name: str, blocks: tuple[int, ...], image_size: int, batch: int,
     return s
 
 
-def resnet50(image_size: int = 224, batch: int = 1, classes: int = 1000) -> Spec:
-    return _resnet("resnet50", (3, 4, 6, 3), image_size, batch, classes)
+def resnet50(image_size: int = 224, batch: int = 1, classes: int = 1000,
+             cls: type[Spec] = Spec) -> Spec:
+    return _resnet("resnet50", (3, 4, 6, 3), image_size, batch, classes, cls=cls)
 
 
-def resnet101(image_size: int = 224, batch: int = 1, classes: int = 1000) -> Spec:
-    return _resnet("resnet101", (3, 4, 23, 3), image_size, batch, classes)
+def resnet101(image_size: int = 224, batch: int = 1, classes: int = 1000,
+              cls: type[Spec] = Spec) -> Spec:
+    return _resnet("resnet101", (3, 4, 23, 3), image_size, batch, classes, cls=cls)
 
 
 def inception_v3(image_size: int = 299, batch: int = 1, classes: int = 1000,
-                 aux: bool = True) -> Spec:
+                 aux: bool = True, cls: type[Spec] = Spec) -> Spec:
     """Inception-V3 (Szegedy et al. 2016) as torchvision builds it, the auxiliary classifier
     included when ``aux`` (it trains, so its parameters are exchanged)."""
-    s = Spec("inception_v3", (3, image_size, image_size), batch)
+    s = cls("inception_v3", (3, image_size, image_size), batch)
     cbr = s.conv_bn_relu
     x = cbr(s.input_dims, 32, 3, 2)
     x = cbr(x, 32, 3)
@@ -297,12 +303,12 @@ def inception_v3(image_size: int = 299, batch: int = 1, classes: int = 1000,
 
 
 def deeplabv3_resnet50(image_size: int = 520, batch: int = 1, classes: int = 21,
-                       aux: bool = True) -> Spec:
+                       aux: bool = True, cls: type[Spec] = Spec) -> Spec:
     """DeepLabv3 (Chen et al. 2017, arXiv 1706.05587) on a dilated ResNet-50 (output stride
     8), as torchvision's ``deeplabv3_resnet50`` builds it: ASPP with rates 12, 24, 36 and an
     image-pooling branch, 256 channels, a 3x3 head and the classifier; the auxiliary FCN head
     on stage 3 when ``aux`` (torchvision loads its weights with it, and it trains)."""
-    s = Spec("deeplabv3_resnet50", (3, image_size, image_size), batch)
+    s = cls("deeplabv3_resnet50", (3, image_size, image_size), batch)
     taps: dict[int, Dims] = {}
     _resnet("deeplabv3_resnet50", (3, 4, 6, 3), image_size, batch, 0,
             dilate=(False, True, True), spec=s, taps=taps)
@@ -324,12 +330,12 @@ def deeplabv3_resnet50(image_size: int = 520, batch: int = 1, classes: int = 21,
 
 
 def cosmoflow(image_size: int = 128, batch: int = 1, conv_size: int = 32,
-              layers: int = 5) -> Spec:
+              layers: int = 5, cls: type[Spec] = Spec) -> Spec:
     """CosmoFlow (Mathuriya et al., SC18, arXiv 1808.04728) as the MLPerf HPC reference
     builds it (mlcommons/hpc, cosmoflow/models/cosmoflow.py with configs/cosmo.yaml): a
     128^3 x 4 volume; 5 x [Conv3D 2x2x2 'same', filters 32 doubling, LeakyReLU, MaxPool3D 2];
     Dense 128, 64 (LeakyReLU, dropout 0.5), Dense 4 (tanh)."""
-    s = Spec("cosmoflow", (4, image_size, image_size, image_size), batch)
+    s = cls("cosmoflow", (4, image_size, image_size, image_size), batch)
     x = s.input_dims
     for i in range(layers):
         if min(x[1:]) < 2:
@@ -342,7 +348,8 @@ def cosmoflow(image_size: int = 128, batch: int = 1, conv_size: int = 32,
     return s
 
 
-#: the networks by name: builders (image_size, batch) -> Spec
+#: the networks by name: builders (image_size, batch, cls=Spec) -> Spec; ``cls`` a subclass of
+#: Spec that also records the graph (a framework's build of the same definition)
 ZOO: dict[str, Callable[..., Spec]] = {
     "resnet50": resnet50, "resnet101": resnet101, "vgg16": vgg16,
     "inception_v3": inception_v3, "deeplabv3_resnet50": deeplabv3_resnet50,

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import kernels
 from kernels.threads import available_cores
+from kernels.zoo import ZOO
 
 from ..measure import node as N
 from ..measure import peers
+from . import node_framework
 from ..provenance import run_base
 from ..results import ResultsWriter, make_row
 from ..ui import ProgressBar, UserError, default_output, positive_int, table
@@ -31,7 +33,21 @@ def _batch_list(text: str) -> list[int]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--net", default="hep", help=f"network: {', '.join(kernels.NETS)} (default hep)")
+    p.add_argument("--net", default="hep", help=f"network: {', '.join(kernels.NETS)} (default "
+                   f"hep); with --framework also the zoo's: {', '.join(ZOO)}")
+    p.add_argument("--framework", choices=["torch"], default=None,
+                   help="time the framework's own training step instead of the Numba kernels "
+                        "(the peers extra): per layer (hooks) and at a sweep of batches")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="with --framework: where the step runs (default cpu)")
+    p.add_argument("--model", default=None, metavar="PACKAGE.MODULE:FUNCTION",
+                   help="with --framework: a callable returning your torch.nn.Module, "
+                        "instead of --net (FLOP from perfmodel ledger's tracer)")
+    p.add_argument("--input", default=None, metavar="C,H,W",
+                   help="with --model: one sample's shape (default 3,S,S with S the "
+                        "--image-size or 224)")
+    p.add_argument("--all-layers", action="store_true",
+                   help="with --framework: print every layer, not the 20 slowest of a big net")
     p.add_argument("--batch", type=positive_int("batch"), default=8,
                    help="local batch measured layer by layer (default 8, as in the paper)")
     p.add_argument("--threads", type=positive_int("threads"), default=None,
@@ -68,6 +84,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _validate(args: argparse.Namespace) -> None:
+    if args.framework is None:
+        for flag, value in (("--model", args.model), ("--input", args.input)):
+            if value is not None:
+                raise UserError(f"{flag} applies to --framework torch only")
+        if args.device != "cpu":
+            raise UserError("--device=cuda: give --framework torch (the Numba CUDA nets are "
+                            "not wired to perfmodel node yet)")
     if args.net not in kernels.NETS:
         raise UserError(f"--net={args.net!r} is not a known network (allowed: "
                         f"{', '.join(kernels.NETS)})")
@@ -102,6 +125,24 @@ def _validate(args: argparse.Namespace) -> None:
         raise UserError(f"{field[0]}={field[1]}: {e}") from None
 
 
+def _run_framework(args: argparse.Namespace) -> int:
+    """``--framework``: the framework's step (:mod:`.node_framework`), threads checked as for
+    the kernels, on the pinned cores."""
+    if args.model is None and args.net not in ZOO and args.net != "hep":
+        raise UserError(f"--net={args.net!r} is not measured through a framework (allowed: "
+                        f"{', '.join([*ZOO, 'hep'])}; or --model package.module:function)")
+    cores = available_cores()
+    args.threads = args.threads or cores
+    if args.threads > cores:
+        raise UserError(f"--threads={args.threads} exceeds the {cores} cores available; a "
+                        f"timed run must not oversubscribe (allowed 1..{cores})")
+    if args.quick:
+        args.image_size = args.image_size or 64
+    node_framework.validate(args)
+    with _pinned(args.threads):
+        return node_framework.run(args)
+
+
 @contextlib.contextmanager
 def _pinned(threads: int):
     """With fewer threads than cores, keep the process on ``threads`` cores while it measures,
@@ -117,6 +158,8 @@ def _pinned(threads: int):
 
 
 def run_node(args: argparse.Namespace) -> int:
+    if args.framework:
+        return _run_framework(args)
     _validate(args)
     args.cores = sorted(os.sched_getaffinity(0))  # before pinning: the companions' cores too
     args.base = run_base(args.threads, ranks=args.busy_ranks)  # the node's cores, not the pin

@@ -88,13 +88,16 @@ def _numel(shape) -> int:
     return int(math.prod(int(d) for d in shape))
 
 
-def _pool_k(k) -> int:
-    return _numel((k, k)) if isinstance(k, int) else _numel(k)
+def _pool_k(k, dims: int = 2) -> int:
+    """Taps of a pooling window: an int kernel is k in each of ``dims`` dimensions."""
+    return k ** dims if isinstance(k, int) else _numel(k)
 
 
 # --- PyTorch ---------------------------------------------------------------------------------
 
-def _load(target: str) -> Any:
+def load_module(target: str) -> Any:
+    """Call ``package.module:function`` and return what it builds (a UserError if it cannot be
+    imported or has no such function)."""
     mod_name, _, fn_name = target.partition(":")
     try:
         fn = getattr(importlib.import_module(mod_name), fn_name)
@@ -109,15 +112,23 @@ def torch_ledger(target: str, input_shape: tuple[int, ...]) -> Ledger:
     """Trace ``target()`` with torch.fx and count each node (module docstring)."""
     try:
         import torch  # optional peer (the 'ledger' extra): heavy, only for this command
-        from torch.fx import symbolic_trace  # the same peer
-        from torch.fx.passes.shape_prop import ShapeProp  # the same peer
     except ModuleNotFoundError:
         raise UserError("perfmodel ledger of a PyTorch module needs torch: pip install "
                         "'perfmodel[ledger]'") from None
-    model = _load(target)
+    model = load_module(target)
     if not isinstance(model, torch.nn.Module):
         raise UserError(f"MODEL={target!r} returned {type(model).__name__}, not a "
                         "torch.nn.Module")
+    return module_ledger(model, input_shape, target)
+
+
+def module_ledger(model: Any, input_shape: tuple[int, ...], target: str = "module") -> Ledger:
+    """The ledger of a ``torch.nn.Module`` (traced with torch.fx; ``target`` names it in
+    errors) for one sample of ``input_shape``."""
+    import torch  # optional peer (the 'ledger' or 'peers' extra): only for a torch module
+    from torch.fx import symbolic_trace  # the same peer
+    from torch.fx.passes.shape_prop import ShapeProp  # the same peer
+
     try:
         gm = symbolic_trace(model)
     except Exception as e:  # torch.fx raises many kinds on code it cannot trace
@@ -183,10 +194,11 @@ def _torch_module_flop(nn, m, node, out: int) -> float | None:
         return float(out)
     if isinstance(m, nn.LeakyReLU):
         return 2.0 * out
+    dims = {nn.MaxPool1d: 1, nn.AvgPool1d: 1, nn.MaxPool3d: 3, nn.AvgPool3d: 3}.get(type(m), 2)
     if isinstance(m, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)):
-        return float(out * (_pool_k(m.kernel_size) - 1))
+        return float(out * (_pool_k(m.kernel_size, dims) - 1))
     if isinstance(m, (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)):
-        return float(out * _pool_k(m.kernel_size))
+        return float(out * _pool_k(m.kernel_size, dims))
     if isinstance(m, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)):
         src = _numel(node.args[0].meta.get("tensor_meta").shape[1:])
         return 0.0 if src == out else float(src + out)  # to its own size: a no-op

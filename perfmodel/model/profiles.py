@@ -36,6 +36,19 @@ def busy_fraction_from_profile(path: str, batch: int) -> float:
     return float(min(busy.loc[b] / alone.loc[b], 1.0))
 
 
+#: what a node profile's rate is taken from, first found first: the Numba kernels, then a
+#: framework's own step (perfmodel node --framework); a peer's layouts (torch-nchw,
+#: torch-channels-last) are comparisons, never the node's rate
+PROFILE_IMPLEMENTATIONS = ("numba", "numba-cuda", "torch-cuda", "torch-cpu")
+
+
+def profile_implementation(rows) -> str:
+    """The implementation whose step rates a profile gives the model (PROFILE_IMPLEMENTATIONS
+    order); '' when it has none of them."""
+    found = set(rows.implementation)
+    return next((i for i in PROFILE_IMPLEMENTATIONS if i in found), "")
+
+
 def link_from_profile(path: str) -> tuple[Interval, Interval]:
     """Alpha and bandwidth from the Hockney fits of ``perfmodel.harness.micro`` runs: the
     median as nominal, the range over runs as the interval."""
@@ -61,8 +74,8 @@ def node_rate(c: dict, flops: float, w: dict | None = None,
                reading: float = 0.0) -> NodeRate:
     if c["node_profile"] is not None:
         df = read_profile("node_profile", c["node_profile"])
-        rows = df[(df.what == "step") & (df.metric == "flop_rate")
-                  & (df.implementation == "numba") & (df.ranks == 1)]  # the rate alone
+        rows = df[(df.what == "step") & (df.metric == "flop_rate") & (df.ranks == 1)]
+        rows = rows[rows.implementation == profile_implementation(rows)]  # the rate alone
         if w is not None and w["net"] is not None:  # the profile of this workload's net
             _, _, name, _ = net_ledger(w["net"], w["image_size"], w["image_width"],
                                      w["filters"])
