@@ -110,3 +110,24 @@ def test_peak_and_bandwidth_probes_run():
     ops.triad[1, 128](a, cuda.to_device(np.ones(100, np.float32)),
                       cuda.to_device(np.ones(100, np.float32)), np.float32(2.0))
     assert (a.copy_to_host() == 3.0).all()
+
+
+def test_node_device_cuda_runs_end_to_end_on_the_simulator(tmp_path, capsys):
+    import json
+
+    from perfmodel.cli import main
+    from perfmodel.results import read_results
+
+    out = tmp_path / "cuda.csv"
+    assert main(["node", "--device", "cuda", "--net", "hep", "--image-size", "16",
+                 "--filters", "1", "--batch", "1", "--sweep", "1", "--repeats", "1", "--json",
+                 "-o", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    summary = json.loads(text[text.index("{"):])
+    assert summary["simulator"] and summary["implementation"] == "numba-cuda"
+    assert set(summary["conv_peak_fraction"]) == {"conv1", "conv2", "conv3", "conv4", "conv5"}
+    df = read_results(out)
+    assert "device=numba-cuda-simulator" in df.versions.iloc[0]
+    layers = df[(df.what == "layer") & (df.metric == "time")]
+    assert {"forward", "backward"} <= set(layers.phase)
+    assert set(df[df.what == "peak"].subject) == {"fma"}

@@ -100,7 +100,7 @@ def test_hep_through_torch_times_every_layer():
     (["--framework", "torch", "--net", "climate"], "not measured through a framework"),
     (["--framework", "torch", "--net", "hep", "--peer", "torch"], "framework alone"),
     (["--model", "x:y"], "--model applies to --framework torch only"),
-    (["--device", "cuda"], "--framework torch"),
+    (["--device", "cuda", "--net", "climate"], "the Numba CUDA kernels run the HEP net"),
     (["--framework", "torch", "--input", "3,8,8"], "--input applies to --model only"),
 ])
 def test_bad_framework_arguments_are_one_line_and_exit_2(argv, match, capsys):
@@ -113,3 +113,15 @@ def test_bad_framework_arguments_are_one_line_and_exit_2(argv, match, capsys):
 def test_cuda_without_a_gpu_is_a_clear_error(capsys):
     assert main(["node", "--framework", "torch", "--net", "resnet50", "--device", "cuda"]) == 2
     assert "sees no CUDA device" in capsys.readouterr().err
+
+
+def test_the_gpu_script_parses_and_measures_what_it_promises():
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_node.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    text = script.read_text()
+    for what in ("--device cuda --net hep --batch 64", "--tf32 \"$tf\" --net hep --batch 64",
+                 "--net resnet50 --batch 256", "--sweep 32,64,128,256", "reports/gpu"):
+        assert what in text

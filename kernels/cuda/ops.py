@@ -20,8 +20,9 @@ import math
 
 from numba import cuda, float32
 
-TILE = 16       # GEMM tile edge: TILE x TILE threads per block, two TILE^2 shared tiles
-THREADS = 256   # threads per block of the element-wise kernels
+#: GEMM tile edge: TILE x TILE threads per block, two TILE^2 shared tiles
+TILE = 16
+THREADS = 256  # threads per block, element-wise kernels
 
 
 def blocks(n: int) -> int:

@@ -15,7 +15,7 @@ from kernels.zoo import ZOO
 
 from ..measure import node as N
 from ..measure import peers
-from . import node_framework
+from . import node_cuda, node_framework
 from ..provenance import run_base
 from ..results import ResultsWriter, make_row
 from ..ui import ProgressBar, UserError, default_output, positive_int, table
@@ -39,7 +39,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="time the framework's own training step instead of the Numba kernels "
                         "(the peers extra): per layer (hooks) and at a sweep of batches")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
-                   help="with --framework: where the step runs (default cpu)")
+                   help="where the step runs (default cpu): cuda runs the HEP net on the "
+                        "Numba CUDA kernels, or with --framework the framework's step on the GPU")
+    p.add_argument("--tf32", choices=["on", "off"], default=None,
+                   help="with --framework torch on cuda: TF32 for matmuls and cuDNN (default: "
+                        "torch's own; the setting is recorded either way)")
     p.add_argument("--model", default=None, metavar="PACKAGE.MODULE:FUNCTION",
                    help="with --framework: a callable returning your torch.nn.Module, "
                         "instead of --net (FLOP from perfmodel ledger's tracer)")
@@ -88,9 +92,6 @@ def _validate(args: argparse.Namespace) -> None:
         for flag, value in (("--model", args.model), ("--input", args.input)):
             if value is not None:
                 raise UserError(f"{flag} applies to --framework torch only")
-        if args.device != "cpu":
-            raise UserError("--device=cuda: give --framework torch (the Numba CUDA nets are "
-                            "not wired to perfmodel node yet)")
     if args.net not in kernels.NETS:
         raise UserError(f"--net={args.net!r} is not a known network (allowed: "
                         f"{', '.join(kernels.NETS)})")
@@ -160,6 +161,13 @@ def _pinned(threads: int):
 def run_node(args: argparse.Namespace) -> int:
     if args.framework:
         return _run_framework(args)
+    if args.device == "cuda":
+        for flag, value in (("--model", args.model), ("--input", args.input)):
+            if value is not None:
+                raise UserError(f"{flag} applies to --framework torch only")
+        if args.quick:
+            args.image_size = args.image_size or 64
+        return node_cuda.run(args)
     _validate(args)
     args.cores = sorted(os.sched_getaffinity(0))  # before pinning: the companions' cores too
     args.base = run_base(args.threads, ranks=args.busy_ranks)  # the node's cores, not the pin

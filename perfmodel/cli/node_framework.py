@@ -59,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
     import torch  # optional peer (the peers extra), imported only when measured
 
     torch.set_num_threads(args.threads)
+    if args.tf32 is not None:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = (
+            args.tf32 == "on")
     s = FW.subject(None if args.model else args.net, args.model, args.image_size,
                    _shape(args.input))
     args.repeats = args.repeats or (2 if args.quick else 5)
