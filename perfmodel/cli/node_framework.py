@@ -101,7 +101,6 @@ def run(args: argparse.Namespace) -> int:
     bar("layers")
     s.note = limit
     note = "; ".join(t for t in ("per-layer steps with in-place off (hooks)", limit) if t)
-    layer_rows = []
     for name, kind, _, fwd, bwd in s.rows:
         for phase, f in (("forward", fwd), ("backward", bwd)):
             rep = layers.get((name, phase))
@@ -117,7 +116,6 @@ def run(args: argparse.Namespace) -> int:
                                      unit="FLOP/s", min=flop / rep.max, max=flop / rep.min,
                                      **kw))
             writer.add(rows)
-        layer_rows.append(name)
     main = next(st for b, st, _ in sweep if b == args.batch)
     print(_summary(args, s, impl, peak, sweep, layers, main, out))
     if args.json:
