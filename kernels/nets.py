@@ -9,7 +9,7 @@ import numpy as np
 from .activation import Dropout, LeakyReLU, ReLU
 from .base import Layer, LayerCost, Shape, ShapeError, check_int
 from .conv import Conv2d, ConvTranspose2d
-from .cuda import CudaSequential
+from .cuda import CudaClimateNet, CudaSequential
 from .linear import Linear
 from .loss import DetectionLoss, DetectionTarget, MSELoss
 from .net import LayerTimer, Net, Sequential, timed_call
@@ -148,7 +148,8 @@ class ClimateNet(Net):
 def climate_net(image_size: int | tuple[int, int] = 768, in_channels: int = 16,
                 filters: Sequence[int] = CLIMATE_ENCODER,
                 decoder_filters: Sequence[int] = CLIMATE_DECODER, classes: int = 4,
-                seed: int = 0, **optim: float) -> ClimateNet:
+                seed: int = 0, device: str = "cpu", **optim: float
+                ) -> ClimateNet | CudaClimateNet:
     """The semi-supervised climate net of Racah et al. ("ExtremeWeather", NIPS 2017) as the
     15PF paper describes it: 16 input channels, 9 convolutions, 5 deconvolutions, 302.1 MiB.
 
@@ -166,7 +167,12 @@ def climate_net(image_size: int | tuple[int, int] = 768, in_channels: int = 16,
       project allows for this unpublished layer list).
     * Input 16x768x768 by default; ``image_size=(768, 1152)`` gives the data set's native size.
       Any size that is a multiple of 64 works; scaled variants shrink ``filters`` too.
+
+    ``device="cuda"``: the same net (weights, names, ledger) on an NVIDIA GPU with the Numba
+    CUDA kernels (:class:`kernels.cuda.CudaClimateNet`).
     """
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"climate_net: device={device!r} is not allowed (allowed: cpu, cuda)")
     h, w = (image_size, image_size) if not isinstance(image_size, (tuple, list)) else image_size
     for name, v in (("image height", h), ("image width", w)):
         check_int("climate_net", name, v, 64)
@@ -195,4 +201,5 @@ def climate_net(image_size: int | tuple[int, int] = 768, in_channels: int = 16,
     shape = (in_channels, h, w)
     encoder = Sequential(*enc, input_shape=shape, names=enc_names)
     decoder = Sequential(*dec, names=dec_names, first_needs_grad=True)
-    return ClimateNet(encoder, heads, decoder, shape, **optim)
+    net = ClimateNet(encoder, heads, decoder, shape, **optim)
+    return CudaClimateNet(net, seed) if device == "cuda" else net

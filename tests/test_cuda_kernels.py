@@ -88,6 +88,13 @@ def test_dropout_keeps_and_scales_by_its_own_mask():
     np.testing.assert_allclose(dx, np.where(keep, 2 * dy, 0), rtol=1e-6)
 
 
+def _assert_same_weights(cpu, dev) -> None:
+    for (n, lc), (_, ld) in zip(cpu.named_layers(), dev.named_layers()):
+        for p, w, _ in lc.params():
+            np.testing.assert_allclose(getattr(ld, p).copy_to_host(), w, rtol=1e-4, atol=1e-6,
+                                       err_msg=f"{n}.{p}")
+
+
 def test_hep_net_on_the_device_trains_as_on_the_cpu():
     cpu = kernels.hep_net(16, filters=2, dropout=0.0, seed=3)
     dev = kernels.hep_net(16, filters=2, dropout=0.0, seed=3, device="cuda")
@@ -96,10 +103,7 @@ def test_hep_net_on_the_device_trains_as_on_the_cpu():
     loss_cpu = cpu.train_step(x, y, lr=0.1)
     loss_dev = dev.train_step(x, y, lr=0.1)
     assert loss_dev == pytest.approx(loss_cpu, rel=1e-5)
-    for (n, lc), (_, ld) in zip(cpu.named_layers(), dev.named_layers()):
-        for p, w, _ in lc.params():
-            np.testing.assert_allclose(getattr(ld, p).copy_to_host(), w, rtol=1e-4, atol=1e-6,
-                                       err_msg=f"{n}.{p}")
+    _assert_same_weights(cpu, dev)
 
 
 def test_peak_and_bandwidth_probes_run():
@@ -131,3 +135,48 @@ def test_node_device_cuda_runs_end_to_end_on_the_simulator(tmp_path, capsys):
     layers = df[(df.what == "layer") & (df.metric == "time")]
     assert {"forward", "backward"} <= set(layers.phase)
     assert set(df[df.what == "peak"].subject) == {"fma"}
+
+
+def test_climate_net_on_the_device_trains_as_on_the_cpu():
+    """The climate net's wiring (heads and decoder summed into the encoder's gradient, the
+    reconstruction loss on the device) on a tiny net of its layer kinds: 1x8x8 -> 4x4 -> 8x8.
+    The simulator runs every thread in Python, so the 64x64 minimum of climate_net() would
+    take minutes; climate_net(device="cuda") is checked for its layers and ledger."""
+    from kernels.loss import DetectionTarget
+
+    def tiny(device):
+        rng = np.random.default_rng(5)
+        enc = kernels.Sequential(kernels.Conv2d(1, 2, 5, 2, 2, rng=rng),
+                                 kernels.LeakyReLU(0.1, inplace=True), input_shape=(1, 8, 8),
+                                 names=["conv1", "lrelu1"])
+        heads = [kernels.Conv2d(2, k, 3, 1, 1, rng=rng) for k in (2, 4, 4)]
+        dec = kernels.Sequential(kernels.ConvTranspose2d(2, 1, 5, 2, 2, 1, rng=rng),
+                                 names=["deconv1"], first_needs_grad=True)
+        net = kernels.ClimateNet(enc, heads, dec, (1, 8, 8))
+        return kc.CudaClimateNet(net, 5) if device == "cuda" else net
+
+    cpu, dev = tiny("cpu"), tiny("cuda")
+    rng = np.random.default_rng(1)
+    x = _r(2, 1, 8, 8)
+    y = DetectionTarget(obj=(rng.random((2, 4, 4)) < 0.3).astype(np.int8),
+                        cls=rng.integers(0, 4, (2, 4, 4)),
+                        box=rng.standard_normal((2, 4, 4, 4)).astype(np.float32),
+                        labelled=np.array([True, False]))
+    loss_cpu = cpu.train_step(x, y, lr=0.05)
+    loss_dev = dev.train_step(x, y, lr=0.05)
+    assert loss_dev == pytest.approx(loss_cpu, rel=1e-5)
+    _assert_same_weights(cpu, dev)
+    kw = dict(image_size=64, in_channels=1, filters=(1,) * 6, decoder_filters=(1,) * 4)
+    full_cpu, full_dev = kernels.climate_net(**kw), kernels.climate_net(**kw, device="cuda")
+    assert [n for n, _ in full_dev.named_layers()] == [n for n, _ in full_cpu.named_layers()]
+    assert full_dev.ledger(2).train_flop == full_cpu.ledger(2).train_flop
+
+
+def test_node_device_cuda_names_what_it_runs(capsys):
+    from perfmodel.cli import main
+
+    assert main(["node", "--device", "cuda", "--net", "resnet50", "--no-progress"]) == 2
+    assert "allowed: hep, climate" in capsys.readouterr().err
+    assert main(["node", "--device", "cuda", "--net", "climate", "--filters", "4",
+                 "--no-progress"]) == 2
+    assert "HEP net only" in capsys.readouterr().err

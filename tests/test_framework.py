@@ -100,7 +100,7 @@ def test_hep_through_torch_times_every_layer():
     (["--framework", "torch", "--net", "climate"], "not measured through a framework"),
     (["--framework", "torch", "--net", "hep", "--peer", "torch"], "framework alone"),
     (["--model", "x:y"], "--model applies to --framework torch only"),
-    (["--device", "cuda", "--net", "climate"], "the Numba CUDA kernels run the HEP net"),
+    (["--device", "cuda", "--net", "vgg16"], "the Numba CUDA kernels run the paper's nets"),
     (["--framework", "torch", "--input", "3,8,8"], "--input applies to --model only"),
 ])
 def test_bad_framework_arguments_are_one_line_and_exit_2(argv, match, capsys):

@@ -20,12 +20,29 @@ from . import ops
 from .layers import CudaLayer, to_device
 
 
-def _synced(fn):
+def synced(fn):
+    """fn, followed by a device synchronize (for timing)."""
+
     def run(*args):
         out = fn(*args)
         cuda.synchronize()
         return out
     return run
+
+
+def sgd_update(layers: list[CudaLayer], velocity: dict, cfg: dict, lr: float | None = None
+               ) -> None:
+    """SGD with momentum on the device over ``layers`` (kernels.optim.SGD's update, with
+    ``cfg``'s lr, momentum and weight decay); ``velocity`` keeps each parameter's buffer."""
+    lr = cfg["lr"] if lr is None else float(lr)
+    for i, l in enumerate(layers):
+        for p, w, g in l.params():
+            v = velocity.get((i, p))
+            if v is None:
+                v = velocity[(i, p)] = cuda.to_device(np.zeros(w.shape, np.float32))
+            ops.sgd_momentum[ops.blocks(w.size), ops.THREADS](
+                w.reshape(w.size), g.reshape(g.size), v.reshape(v.size), np.float32(lr),
+                np.float32(cfg["momentum"]), np.float32(cfg["weight_decay"]))
 
 
 class CudaSequential:
@@ -69,12 +86,12 @@ class CudaSequential:
             self.cpu._check_batch(x)
             x = cuda.to_device(np.ascontiguousarray(x, np.float32))
         for n, l in zip(self.names, self.layers):
-            x = timed_call(timer, n, "forward", _synced(l.forward) if timer else l.forward, x)
+            x = timed_call(timer, n, "forward", synced(l.forward) if timer else l.forward, x)
         return x
 
     def backward(self, dy, timer: LayerTimer | None = None):
         for n, l in zip(reversed(self.names), reversed(self.layers)):
-            dy = timed_call(timer, n, "backward", _synced(l.backward) if timer else l.backward,
+            dy = timed_call(timer, n, "backward", synced(l.backward) if timer else l.backward,
                             dy)
         return dy
 
@@ -94,21 +111,12 @@ class CudaSequential:
 
     def step(self, lr: float | None = None) -> None:
         """SGD with momentum on the device (kernels.optim.SGD's update)."""
-        cfg = self.optimizer_config
-        lr = cfg["lr"] if lr is None else float(lr)
-        for i, l in enumerate(self.layers):
-            for p, w, g in l.params():
-                v = self._velocity.get((i, p))
-                if v is None:
-                    v = self._velocity[(i, p)] = cuda.to_device(np.zeros(w.shape, np.float32))
-                ops.sgd_momentum[ops.blocks(w.size), ops.THREADS](
-                    w.reshape(w.size), g.reshape(g.size), v.reshape(v.size), np.float32(lr),
-                    np.float32(cfg["momentum"]), np.float32(cfg["weight_decay"]))
+        sgd_update(self.layers, self._velocity, self.optimizer_config, lr)
 
     def train_step(self, x, y: Any, lr: float | None = None,
                    timer: LayerTimer | None = None) -> float:
         loss = self.compute_gradients(x, y, timer)
-        timed_call(timer, "update", "update", _synced(self.step) if timer else self.step, lr)
+        timed_call(timer, "update", "update", synced(self.step) if timer else self.step, lr)
         return loss
 
     def to_host(self) -> Sequential:

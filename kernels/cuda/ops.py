@@ -312,3 +312,36 @@ def triad(a, b, c, s):  # pragma: no cover - device code
     i = cuda.grid(1)
     if i < a.size:
         a[i] = b[i] + s * c[i]
+
+
+@cuda.jit
+def add_into(a, b):  # pragma: no cover - device code
+    """a += b, flat arrays (the climate net sums its heads' and decoder's gradients)."""
+    i = cuda.grid(1)
+    if i < a.size:
+        a[i] += b[i]
+
+
+@cuda.jit
+def mse_grad(pred, target, scale, grad, sumsq):  # pragma: no cover - device code
+    """grad = scale (pred - target) and sumsq[0] += sum((pred - target)^2), flat arrays.
+
+    Each block sums its squares in shared memory (a tree of THREADS) and adds one partial
+    with an atomic: one atomic per block, not per element. ``sumsq`` is float64."""
+    part = cuda.shared.array(THREADS, dtype=float32)
+    i = cuda.grid(1)
+    t = cuda.threadIdx.x
+    d = float32(0.0)
+    if i < pred.size:
+        d = pred[i] - target[i]
+        grad[i] = scale * d
+    part[t] = d * d
+    cuda.syncthreads()
+    s = THREADS // 2
+    while s > 0:
+        if t < s:
+            part[t] += part[t + s]
+        cuda.syncthreads()
+        s //= 2
+    if t == 0:
+        cuda.atomic.add(sumsq, 0, part[0])

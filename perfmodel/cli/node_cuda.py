@@ -1,4 +1,4 @@
-"""``perfmodel node --device cuda``: the HEP net on the Numba CUDA kernels, with the GPU's
+"""``perfmodel node --device cuda``: the paper's nets on the Numba CUDA kernels, with the GPU's
 FMA-chain peak and triad bandwidth (:mod:`perfmodel.measure.gpu`)."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+import kernels
 from kernels import cuda as kc
 
 from ..measure import gpu
@@ -22,9 +23,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--device=cuda: Numba sees no CUDA device here (allowed: cpu; or "
                         "cuda on a machine with an NVIDIA GPU and its driver, or with "
                         "NUMBA_ENABLE_CUDASIM=1 for a functional run on the simulator)")
-    if args.net != "hep":
-        raise UserError(f"--net={args.net!r} --device=cuda: the Numba CUDA kernels run the HEP "
-                        "net (allowed: hep; other nets through --framework torch)")
+    if args.net not in kernels.NETS:
+        raise UserError(f"--net={args.net!r} --device=cuda: the Numba CUDA kernels run the "
+                        f"paper's nets (allowed: {', '.join(kernels.NETS)}; other nets through "
+                        "--framework torch)")
+    if args.filters is not None and args.net != "hep":
+        raise UserError(f"--filters={args.filters} applies to the HEP net only "
+                        f"(--net={args.net!r})")
     if args.busy_ranks > 1 or args.peer:
         raise UserError("--device=cuda measures the GPU alone (no --busy-ranks, no --peer)")
     repeats = args.repeats or (2 if args.quick else 5)

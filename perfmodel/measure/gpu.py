@@ -1,5 +1,5 @@
 """The Numba CUDA nets on a GPU: the device's FP32 peak (an FMA-chain kernel) and memory
-bandwidth (a triad), and the HEP net's training step per layer and per batch.
+bandwidth (a triad), and the paper's nets' training step per layer and per batch.
 
 The same rows as the CPU measurement (:class:`.node.StepMeasurement`), with
 ``implementation=numba-cuda``. Each timed step and each timed layer ends with a device
@@ -22,7 +22,7 @@ from kernels import cuda as kc
 from kernels.cuda import ops
 
 from ..results import Repeats
-from .node import StepMeasurement, synthetic_batch
+from .node import StepMeasurement, build_net, synthetic_batch
 
 
 def device_versions() -> str:
@@ -72,13 +72,13 @@ def triad_bandwidth(n: int | None = None, repeats: int = 5) -> tuple[Repeats, fl
 
 def measure_step(name: str, batch: int, image_size: int | None, filters: int | None,
                  repeats: int, warmup: int = 1, progress=None) -> StepMeasurement:
-    """The HEP net on the device at ``batch``: whole steps (forward, the loss on the host,
-    backward, the SGD update), then per-layer times from as many steps with a synchronizing
-    timer."""
-    kw = {k: v for k, v in (("image_size", image_size), ("filters", filters)) if v}
-    net = kernels.hep_net(**kw, device="cuda") if name == "hep" else None
-    if net is None:
-        raise ValueError(f"net={name!r}: the Numba CUDA kernels run the HEP net (allowed: hep)")
+    """A paper net (``hep`` or ``climate``) on the device at ``batch``: whole steps (forward,
+    the loss, backward, the SGD update), then per-layer times from as many steps with a
+    synchronizing timer."""
+    if name not in kernels.NETS:
+        raise ValueError(f"net={name!r}: the Numba CUDA kernels run the paper's nets "
+                         f"(allowed: {', '.join(kernels.NETS)})")
+    net = build_net(name, image_size, filters=filters, device="cuda")
     x, y = synthetic_batch(net, batch)
     xd = cuda.to_device(x)
     t0 = time.perf_counter()

@@ -36,11 +36,14 @@ Progress = Callable[[str], None]
 
 
 def build_net(name: str, image_size: int | None = None, seed: int = 0,
-              filters: int | None = None, dropout: float | None = None) -> kernels.Net:
+              filters: int | None = None, dropout: float | None = None,
+              device: str = "cpu") -> Any:
     """A net by name at its published size, or scaled: ``image_size`` and, for HEP, the conv
     width ``filters`` and the ``dropout`` probability (published 0.5; 0 drops the layers, as
-    the convergence runs train)."""
+    the convergence runs train). ``device="cuda"``: its twin on the Numba CUDA kernels."""
     kw: dict[str, Any] = dict(seed=seed)
+    if device != "cpu":
+        kw["device"] = device
     if dropout is not None:
         if name != "hep":
             raise ValueError(f"dropout applies to the HEP net only (net={name!r})")
@@ -60,7 +63,7 @@ def synthetic_batch(net: kernels.Net, batch: int, seed: int = 0) -> tuple[np.nda
     """Seeded random inputs and targets of the right shapes (timing does not depend on them)."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch, *net.input_shape), dtype=np.float32)
-    if isinstance(net, kernels.ClimateNet):
+    if isinstance(getattr(net, "cpu", net), kernels.ClimateNet):
         _, _, gh, gw = net.grid_shape(batch)
         y = DetectionTarget(obj=(rng.random((batch, gh, gw)) < 0.1).astype(np.int8),
                             cls=rng.integers(0, 4, (batch, gh, gw)),
