@@ -247,3 +247,33 @@ def test_a_servers_merge_rate_paces_synchronous_messages_when_slower_than_its_li
     # one node: no push crosses to a server's merge
     assert float(evaluate(slow, "sync", 1, 1, 2, 8)["comm_s"]) == pytest.approx(
         float(evaluate(off, "sync", 1, 1, 2, 8)["comm_s"]))
+
+
+def test_a_step_start_pull_exposes_the_weights_read_before_the_forward():
+    # TensorFlow reads every variable from its server before the forward (TicTac, MLSys 2019)
+    base = ['training.strategy="sync"', "training.groups=1", "training.workers=8",
+            "training.param_servers=2", "cluster.nodes=16", 'cluster.messages="per-blob"',
+            "cluster.overlap=true", "cluster.devices_per_node=1"]
+    off = evaluate(SC.to_inputs(SC.load("cpu-epyc-hdr-hep", base)[0]), "sync", 8, 1, 2, 8)
+    same = evaluate(SC.to_inputs(SC.load("cpu-epyc-hdr-hep", base + [
+        'training.ps_pull="with-push"'])[0]), "sync", 8, 1, 2, 8)
+    assert float(same["step_time_s"]) == float(off["step_time_s"])
+    inp = SC.to_inputs(SC.load("cpu-epyc-hdr-hep", base + ['training.ps_pull="step-start"'])[0])
+    on = evaluate(inp, "sync", 8, 1, 2, 8)
+    # one bulk read of every weight: a latency each way and the fp32 bytes over one link
+    # (two servers apart: each worker's link carries all of them, each server's 8/2 x half)
+    bw = inp.link_bandwidth_Bps * inp.wire_efficiency
+    pull = 2 * inp.link_latency_s + max(1.0, 8 / 2 * inp.server_imbalance(2.0)) \
+        * inp.param_bytes / bw
+    assert float(on["step_time_s"] - off["step_time_s"]) == pytest.approx(pull, rel=1e-6)
+    assert float(on["ps_s"] - off["ps_s"]) == pytest.approx(pull, rel=1e-6)
+    assert float(on["comm_s"]) == float(off["comm_s"])  # the pushes' timeline is unchanged
+    # fp16 gradients: the pull still reads fp32 weights
+    half = SC.to_inputs(SC.load("cpu-epyc-hdr-hep", base + [
+        'training.ps_pull="step-start"', 'training.gradient_dtype="fp16"'])[0])
+    from perfmodel.model.throughput import pull_s
+    assert float(pull_s(half, 8, 2)) == pytest.approx(float(pull_s(inp, 8, 2)))
+    assert float(pull_s(inp, 1, 2)) == 0.0  # one worker reads nothing over the network
+    from perfmodel.ui import UserError
+    with pytest.raises(UserError, match="training.ps_pull"):
+        SC.load("cpu-epyc-hdr-hep", ['training.ps_pull="step-start"'])

@@ -144,6 +144,9 @@ def run_predict(args: argparse.Namespace) -> int:
         if len(rows) > len(shown):
             print(f"({len(rows) - len(shown)} messages in the middle not shown; --json has "
                   "all)")
+        if tl["pull_s"] > 0:
+            print(f"before the forward: every worker pulls all the weights from the servers, "
+                  f"{tl['pull_s'] * 1e3:.2f} ms (training.ps_pull = 'step-start'; in ps)")
     return 0
 
 

@@ -13,7 +13,7 @@ from ..ui import UserError
 from . import scenario as SC
 from . import timeline as TL
 from .keys import current_key
-from .throughput import STRATEGY_CODE, evaluate, message_s, messages
+from .throughput import STRATEGY_CODE, evaluate, message_s, messages, pull_s
 
 INTERVAL_KEYS = ("throughput_samples_per_s", "efficiency", "step_time_s", "time_to_target_s")
 KEYS = ("throughput_samples_per_s", "throughput_flops", "peak_throughput_flops", "efficiency",
@@ -228,7 +228,8 @@ def _sweep_training(s: dict, varies: list[str], intervals: bool = False) -> pd.D
 
 def step_timeline(s: dict) -> dict:
     """The scenario configuration's step as a timeline (nominal inputs): compute, then each
-    in-group message's ready, start and end times, and the exposed part."""
+    in-group message's ready, start and end times, and the exposed part; ``pull_s``: the
+    pull of all the weights before the forward (``training.ps_pull = "step-start"``)."""
     inp = SC.to_inputs(s)
     cfg = SC.configuration(s)
     res = evaluate(inp, cfg["strategy"], cfg["workers"], cfg["groups"], cfg["servers"],
@@ -256,4 +257,6 @@ def step_timeline(s: dict) -> dict:
     return dict(compute_s=t_c, group_size=n, messages=inp.messages, overlap=inp.overlap,
                 servers=servers, overlap_s=float(res["overlap_s"]),
                 exposed_s=max(0.0, (rows[-1]["end_s"] if rows else t_c) - t_c),
+                pull_s=(float(pull_s(inp, n, cfg["servers"])) if sync_servers is not None
+                        and inp.ps_pull == "step-start" else 0.0),
                 communication_s=comm, schedule=rows)

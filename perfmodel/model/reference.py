@@ -126,6 +126,10 @@ DOC: dict[tuple[str, str], tuple[str, str, str]] = {
                                    "tensors: MXNet, BytePS), round-robin or greedy (whole "
                                    "variables: TensorFlow); unset: even for sync, "
                                    "round-robin for async and hybrid"),
+    ("training", "ps_pull"): ("", "run", "synchronous servers: with-push (each variable's pull "
+                              "follows its push during backward: MXNet, BytePS) or "
+                              "step-start (all weights read before the forward: "
+                              "TensorFlow); unset: with-push"),
     ("convergence", "target_loss"): ("loss", "run", "the loss to reach"),
     ("convergence", "s_min"): ("updates", "run", "updates to the target at an infinite batch"),
     ("convergence", "b_noise"): ("samples", "run", "the gradient noise scale"),

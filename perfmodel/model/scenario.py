@@ -113,6 +113,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "param_servers": ("int", 0), "batch_per_worker": ("int", None),
         "global_batch": ("int", None), "gradient_dtype": ("str", "fp32"),
         "servers_colocated": ("bool", False), "ps_placement": ("str", None),
+        "ps_pull": ("str", None),
     },
     "convergence": {
         "target_loss": ("num", None), "s_min": ("num", 0.0), "b_noise": ("num", 0.0),
@@ -130,6 +131,7 @@ CHOICES = {("cluster", "allreduce"): collectives.ALGORITHMS,
            ("cluster", "placement"): ("spread", "contiguous"),
            ("training", "gradient_dtype"): tuple(transport.GRADIENT_BYTES),
            ("training", "ps_placement"): PS_PLACEMENTS,
+           ("training", "ps_pull"): ("with-push", "step-start"),
            ("workload", "net"): ("hep", "climate", *ZOO_NAMES)}
 POSITIVE = {"flows_per_node", "nics_per_node", "nic_bandwidth_Bps", "wire_efficiency", "busy_rate_fraction",
             "fabric_slowdown", "nodes", "devices_per_node", "bucket_bytes", "cycle_s", "fusion_bytes", "device_peak_flops", "device_flops", "device_samples_per_s", "device_batch",
@@ -313,6 +315,9 @@ def _check_consistency(s: dict, source: str) -> None:
         raise UserError(f"{source}: training.servers_colocated = true is for synchronous "
                         "training with parameter servers (strategy='sync', param_servers "
                         ">= 1)")
+    if t["ps_pull"] is not None and not (strat == "sync" and ps >= 1):
+        raise UserError(f"{source}: training.ps_pull = {t['ps_pull']!r} is for synchronous "
+                        "training with parameter servers (strategy='sync', param_servers >= 1)")
     if t["ps_placement"] is not None and ps < 1:
         raise UserError(f"{source}: training.ps_placement = {t['ps_placement']!r} needs "
                         "parameter servers (training.param_servers >= 1)")
@@ -546,6 +551,7 @@ def to_inputs(s: dict, values: dict[tuple[str, str], float] | None = None) -> In
         overlap_slowdown=get("cluster", "overlap_slowdown"),
         placement=c["placement"], servers_colocated=s["training"]["servers_colocated"],
         ps_placement=s["training"]["ps_placement"] or "",
+        ps_pull=s["training"]["ps_pull"] or "with-push",
         fabric_slowdown=get("cluster", "fabric_slowdown"),
         flow_cap_Bps=get("cluster", "flow_cap_Bps"),
         flows_per_node=get("cluster", "flows_per_node"),

@@ -173,6 +173,10 @@ class Inputs:
     flows_per_node: float = 1.0
     fabric_slowdown: float = 1.0            # inter-node communication time x this when a job
                                             # spans more than one group (other jobs' traffic)
+    ps_pull: str = "with-push"              # synchronous servers: each variable's pull follows
+                                            # its push on the backward timeline (MXNet, BytePS)
+                                            # or "step-start": every worker reads all the
+                                            # weights before its forward (TensorFlow): pull_s
     extra: dict = field(default_factory=dict)
 
     @property
@@ -312,7 +316,7 @@ def messages(inp: Inputs) -> tuple[np.ndarray, np.ndarray]:
                              inp.bucket_bytes)
 
 
-def ps_sync_s(inp: Inputs, workers, nbytes, servers) -> np.ndarray:
+def ps_sync_s(inp: Inputs, workers, nbytes, servers, merge: bool = True) -> np.ndarray:
     """One message of synchronous training with parameter servers (MXNet ``dist_sync``,
     TensorFlow's parameter-server strategy, BytePS): the devices of a node reduce it first
     (an in-node reduce-scatter and allgather, as MXNet's device kvstore and BytePS do), then
@@ -328,7 +332,7 @@ def ps_sync_s(inp: Inputs, workers, nbytes, servers) -> np.ndarray:
     its CPU (sum and update), N f m / (S R), pipelined with their arrival, so the slower of
     the two paces the message. MXNet's kvstore server took 780 us to update a 2 MB key that
     took 200 us to send, with about 10 of 64 cores busy (Y. Jiang, apache/mxnet issue #14485,
-    2019): 2.6 GB/s per server process."""
+    2019): 2.6 GB/s per server process. ``merge=False``: a pull alone (nothing to merge)."""
     d = max(inp.devices_per_node, 1)
     p = np.asarray(workers, float)
     n = np.ceil(p / d)
@@ -341,7 +345,7 @@ def ps_sync_s(inp: Inputs, workers, nbytes, servers) -> np.ndarray:
         wire = np.maximum(m - load + (n - 1) * load, 0.0) / bw
     else:
         wire = np.maximum(m, n * f * m / s) / bw
-    if inp.ps_merge_bandwidth_Bps > 0:  # the busiest server merges N pushes of its share, as
+    if merge and inp.ps_merge_bandwidth_Bps > 0:  # the busiest server merges N pushes of its share, as
         # they arrive: its CPU or its link, whichever is slower, paces the message
         wire = np.maximum(wire, np.where(n > 1, n * f * m / s / inp.ps_merge_bandwidth_Bps,
                                          0.0))
@@ -368,6 +372,21 @@ def message_s(inp: Inputs, p, nbytes, servers: bool = False, sync_servers=None
     if inp.message_overhead_s > 0:
         extra = extra + np.where(np.asarray(p, float) > 1, inp.message_overhead_s, 0.0)
     return c + extra
+
+
+def pull_s(inp: Inputs, workers, servers) -> np.ndarray:
+    """Synchronous servers with ``ps_pull="step-start"`` (TensorFlow): the time in s every
+    worker spends reading all the weights (fp32, whatever the gradients' dtype) from the
+    servers before its forward, all variables' reads in flight at once (one latency, the
+    busiest link or server as :func:`ps_sync_s`). It is exposed: TensorFlow issues the reads
+    in no fixed order, so the first layer's weights are as likely to come last as first,
+    and an ordered pull that overlaps the forward was the fix TicTac had to add (Hashemi et
+    al., "TicTac: Accelerating Distributed Deep Learning with Communication Scheduling",
+    MLSys 2019: "random order of received parameters across workers"). The pushes still
+    ride the backward timeline; the pull no longer shares their message."""
+    m = inp.param_bytes
+    return np.where(np.asarray(workers, float) > 1,
+                    ps_sync_s(inp, workers, m, servers, merge=False), 0.0)
 
 
 UPDATE_PASSES = 5  # SGD with momentum reads weights, gradients, momenta; writes two of them
@@ -437,7 +456,8 @@ def evaluate(inp: Inputs, strategy, workers, groups, servers, batch) -> dict[str
 
     ``strategy``: codes of STRATEGIES (or names); ``batch``: local batch per worker; ``sync``
     with servers is synchronous training through parameter servers (:func:`ps_sync_s`).
-    Returns arrays: step_time_s, peak_step_time_s, compute_s, comm_s, update_s, ps_s, io_s,
+    Returns arrays: step_time_s, peak_step_time_s, compute_s, comm_s, update_s, ps_s (waits
+    on servers: a busy server, and the step-start pull of :func:`pull_s`), io_s,
     straggler_s, overlap_s, throughput_samples_per_s, throughput_flops,
     peak_throughput_flops, efficiency, speedup, steps_to_target, time_to_target_s (NaN
     without a convergence model).
@@ -483,9 +503,12 @@ def evaluate(inp: Inputs, strategy, workers, groups, servers, batch) -> dict[str
     apply_s = shard * 3 / inp.ps_apply_bandwidth_Bps if inp.ps_apply_bandwidth_Bps > 0 else 0.0
     busy = np.where(has_ps & ~sync_ps, 2 * shard * inp.wire_scale * beta + apply_s, 0.0)
     t_io, staging_s = io_s(inp, w, b)
+    pull = (np.where(sync_ps, pull_s(inp, n, np.maximum(s, 1.0)), 0.0)
+            if inp.ps_pull == "step-start" and sync_ps.any() else 0.0)  # in ps_s
     out = {}
     for tag, wait in (("", wait_mean), ("peak_", wait_best)):
-        alone = t_c + wait + t_ar + overlap + upd + np.where(has_ps & ~sync_ps, apply_s, 0.0)
+        alone = (t_c + wait + t_ar + overlap + upd + pull
+                 + np.where(has_ps & ~sync_ps, apply_s, 0.0))
         # closed system of G groups sharing the busiest server: asymptotic bound
         no_io = np.maximum(alone, np.where(has_ps, g * busy, 0.0))
         t = np.maximum(no_io, t_io) if inp.io_prefetch else no_io + t_io
