@@ -37,6 +37,7 @@ MECHANISMS = [
     ("cluster.fabric_slowdown", "1.0", "1.3"),
     ("cluster.flow_cap_Bps", "0.0", "0.625e9"),
     ('training.gradient_dtype', '"fp32"', '"fp16"'),
+    ("io.node_prep_samples_per_s", "0.0", "5e2"),
 ]
 BASE = ("perlmutter-gpu-hep", RN50 + ["training.workers=512", "cluster.group_nodes=16"])
 
@@ -277,3 +278,19 @@ def test_a_step_start_pull_exposes_the_weights_read_before_the_forward():
     from perfmodel.ui import UserError
     with pytest.raises(UserError, match="training.ps_pull"):
         SC.load("cpu-epyc-hdr-hep", ['training.ps_pull="step-start"'])
+
+
+def test_a_nodes_input_pipeline_caps_its_devices_together():
+    # a node's host CPUs prepare every sample its devices take (Mohan et al., VLDB 2021)
+    sets = ["cluster.devices_per_node=4", "training.workers=16", "cluster.nodes=4"]
+    inp = SC.to_inputs(SC.load("perlmutter-gpu-hep", sets)[0])
+    free = evaluate(inp, "sync", [1, 16], 1, 0, 64)
+    t_c = free["compute_s"]
+    # a rate that one device alone meets, and four on a node do not
+    rate = 3 * 64 / float(t_c[1])
+    capped = SC.to_inputs(SC.load("perlmutter-gpu-hep", sets + [
+        f"io.node_prep_samples_per_s={rate!r}"])[0])
+    out = evaluate(capped, "sync", [1, 16], 1, 0, 64)
+    assert float(out["step_time_s"][0]) == float(free["step_time_s"][0])
+    assert float(out["step_time_s"][1]) == pytest.approx(4 * 64 / rate)
+    assert float(out["io_s"][1]) == pytest.approx(4 * 64 / rate - float(free["step_time_s"][1]))

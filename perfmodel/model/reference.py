@@ -100,6 +100,9 @@ DOC: dict[tuple[str, str], tuple[str, str, str]] = {
     ("io", "staging"): ("", "run", "none (read every step) or node-local (staged once)"),
     ("io", "local_read_Bps"): ("bytes/s", "node", "node-local read bandwidth"),
     ("io", "prefetch"): ("", "run", "the next batch is read during the step"),
+    ("io", "node_prep_samples_per_s"): ("samples/s", "node", "samples a node's host CPUs "
+                                        "decode and augment per second for all its devices "
+                                        "(0: not modelled)"),
     ("workload", "net"): ("", "run", "hep, climate or a zoo network (resnet50, resnet101, "
                           "vgg16, inception_v3, deeplabv3_resnet50, cosmoflow)"),
     ("workload", "image_size"): ("pixels", "sample", "input height (and width when square)"),

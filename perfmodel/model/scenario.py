@@ -102,6 +102,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "bytes_per_sample": ("num", 0.0), "fs_bandwidth_Bps": ("num", 0.0),
         "node_read_Bps": ("num", 0.0), "staging": ("str", "none"),
         "local_read_Bps": ("num", 0.0), "prefetch": ("bool", True),
+        "node_prep_samples_per_s": ("num", 0.0),
     },
     "workload": {
         "net": ("str", None), "image_size": ("int", None), "image_width": ("int", None),
@@ -484,7 +485,8 @@ UNCERTAIN = [("cluster", "device_flops"), ("cluster", "link_latency_s"),
              ("cluster", "fabric_slowdown"), ("cluster", "flow_cap_Bps"),
              ("cluster", "flows_per_node"), ("cluster", "ps_merge_bandwidth_Bps"),
              ("io", "bytes_per_sample"),
-             ("io", "fs_bandwidth_Bps"), ("io", "local_read_Bps"), ("convergence", "b_noise"),
+             ("io", "fs_bandwidth_Bps"), ("io", "local_read_Bps"),
+             ("io", "node_prep_samples_per_s"), ("convergence", "b_noise"),
              ("convergence", "s_min"), ("convergence", "gamma"), ("convergence", "kappa")]
 
 
@@ -559,7 +561,7 @@ def to_inputs(s: dict, values: dict[tuple[str, str], float] | None = None) -> In
         io_bytes_per_sample=get("io", "bytes_per_sample"),
         io_fs_Bps=get("io", "fs_bandwidth_Bps"), io_node_Bps=get("io", "node_read_Bps"),
         io_staging=io["staging"], io_local_Bps=get("io", "local_read_Bps"),
-        io_prefetch=io["prefetch"],
+        io_prefetch=io["prefetch"], io_prep_Sps=get("io", "node_prep_samples_per_s"),
         dataset_bytes=s["workload"]["dataset_samples"] * get("io", "bytes_per_sample"),
         convergence=convergence_model(s, get))
 

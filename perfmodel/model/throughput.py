@@ -143,6 +143,8 @@ class Inputs:
                                             # node-local (staged once, read locally)
     io_local_Bps: float = 0.0               # node-local read bandwidth (staging=node-local)
     io_prefetch: bool = True                # the next batch is read during the step
+    io_prep_Sps: float = 0.0                # samples/s a node's host prepares (decode and
+                                            # augment) for all its devices (0: free)
     dataset_bytes: float = 0.0              # what staging copies once
     # --- mechanisms of lost efficiency (each off at its default: today's model) -------------
     gradient_bytes: float = 4.0             # bytes per gradient element on the wire (fp32 4,
@@ -424,18 +426,24 @@ def _comm(inp: Inputs, group, t_c, cost) -> tuple[np.ndarray, np.ndarray]:
 
 
 def io_s(inp: Inputs, workers, batch) -> tuple[np.ndarray, float]:
-    """(read time of one step's batches in s, one-off staging time in s) for W workers at
-    local batch b."""
+    """(input time of one step in s, one-off staging time in s) for W workers at local batch
+    b: reading the batches, and preparing them on the node's host CPUs (``io_prep_Sps``:
+    the node's devices share it, min(W, d) b / rate), whichever is slower; both run beside
+    the step with prefetch. A CPU input pipeline caps a node however fast its devices are,
+    the "prep stalls" of Mohan et al. ("Analyzing and Mitigating Data Stalls in DNN
+    Training", VLDB 2021): one device alone rarely meets it, a node's eight do."""
     w, b = np.broadcast_arrays(np.asarray(workers, float), np.asarray(batch, float))
+    prep = (np.minimum(w, max(inp.devices_per_node, 1)) * b / inp.io_prep_Sps
+            if inp.io_prep_Sps > 0 else np.zeros(w.shape))
     nbytes = b * inp.io_bytes_per_sample
     if inp.io_bytes_per_sample <= 0:
-        return np.zeros(w.shape), 0.0
+        return prep, 0.0
     if inp.io_staging == "node-local":
-        return nbytes / inp.io_local_Bps, inp.dataset_bytes / inp.io_fs_Bps
+        return np.maximum(nbytes / inp.io_local_Bps, prep), inp.dataset_bytes / inp.io_fs_Bps
     t = w * nbytes / inp.io_fs_Bps
     if inp.io_node_Bps > 0:
         t = np.maximum(t, nbytes / inp.io_node_Bps)
-    return t, 0.0
+    return np.maximum(t, prep), 0.0
 
 
 def alone_exposed_s(inp: Inputs, t_c) -> np.ndarray:
