@@ -43,12 +43,13 @@ def hep_net(image_size: int = 224, filters: int = 128, in_channels: int = 3, cla
     layers: list[Layer] = []
     c = in_channels
     for unit in range(4):
-        layers += [Conv2d(c, filters, 3, 1, 1, rng=rng), ReLU(inplace=True),
-                   MaxPool2d(2, 2, reuse_grad=True)]
+        layers += [Conv2d(c, filters, 3, 1, 1, rng=rng, reuse_output=True),
+                   ReLU(inplace=True), MaxPool2d(2, 2, reuse_grad=True, reuse_output=True)]
         if dropout > 0:
-            layers.append(Dropout(dropout, seed=seed * 7919 + unit))
+            layers.append(Dropout(dropout, seed=seed * 7919 + unit, reuse_output=True))
         c = filters
-    layers += [Conv2d(c, filters, 3, 1, 1, rng=rng), ReLU(inplace=True), GlobalAvgPool2d(),
+    layers += [Conv2d(c, filters, 3, 1, 1, rng=rng, reuse_output=True), ReLU(inplace=True),
+               GlobalAvgPool2d(),
                Linear(filters, classes, rng=rng)]
     net = Sequential(*layers, input_shape=(in_channels, image_size, image_size), **optim)
     # a scaled width or a dropout other than the published 0.5 is another workload: its own
@@ -188,7 +189,8 @@ def climate_net(image_size: int | tuple[int, int] = 768, in_channels: int = 16,
     enc: list[Layer] = []
     c = in_channels
     for f in filters:
-        enc += [Conv2d(c, f, 5, 2, 2, rng=rng), LeakyReLU(0.1, inplace=True)]
+        enc += [Conv2d(c, f, 5, 2, 2, rng=rng, reuse_output=True),
+                LeakyReLU(0.1, inplace=True)]
         c = f
     heads = [Conv2d(c, k, 3, 1, 1, rng=rng) for k in (2, classes, 4)]
     dec: list[Layer] = []

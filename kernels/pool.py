@@ -112,16 +112,19 @@ class MaxPool2d(Layer):
     ``reuse_grad=True``: backward returns the same array every call, overwritten by the next
     backward; for nets that consume the gradient before then. Inside the HEP step a fresh
     205 MB gradient for maxpool1 took ~100 ms to write (its pages faulted in one by one),
-    against 18 ms into a reused array.
+    against 18 ms into a reused array. ``reuse_output=True``: the same for forward's output
+    and argmax (maxpool1's forward in the HEP step at 224x224, batch 8: 39-203 ms into
+    fresh arrays, see ``Conv2d``'s ``reuse_output``).
     """
 
     kind = "maxpool"
 
     def __init__(self, kernel_size: int | tuple[int, int],
-                 stride: int | tuple[int, int] | None = None, *, reuse_grad: bool = False
-                 ) -> None:
+                 stride: int | tuple[int, int] | None = None, *, reuse_grad: bool = False,
+                 reuse_output: bool = False) -> None:
         super().__init__()
         self.reuse_grad = bool(reuse_grad)
+        self.reuse_output = bool(reuse_output)
         self._dx: np.ndarray | None = None
         n = type(self).__name__
         self.kernel_size = pair(n, "kernel_size", kernel_size, 1, 7)
@@ -154,8 +157,9 @@ class MaxPool2d(Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         n, c, ho, wo = self.output_shape(x.shape)
         x = np.ascontiguousarray(x)
-        y = np.empty((n, c, ho, wo), dtype=x.dtype)
-        arg = np.empty((n, c, ho, wo), dtype=np.int32)
+        new = self._scratch if self.reuse_output else (lambda _, shape, dt: np.empty(shape, dt))
+        y = new("y", (n, c, ho, wo), x.dtype)
+        arg = new("arg", (n, c, ho, wo), np.int32)
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         if self._two_by_two:
             _maxpool2_fwd(x, ho, wo, y, arg)

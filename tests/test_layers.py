@@ -338,3 +338,26 @@ def test_sgd_momentum_weight_decay_matches_pytorch_rule():
     opt.step()
     v2 = 0.9 * v1 + g + 0.01 * w1
     assert rel_err(layer.weight, w1 - 0.1 * v2) < 1e-6
+
+
+@pytest.mark.parametrize("make", [
+    lambda r: K.Conv2d(2, 3, 3, 1, 1, seed=1, reuse_output=r),
+    lambda r: K.MaxPool2d(2, 2, reuse_output=r),
+    lambda r: K.Dropout(0.5, seed=1, reuse_output=r),
+])
+def test_reuse_output_keeps_one_buffer_and_computes_the_same(make):
+    x1 = np.random.default_rng(0).standard_normal((2, 2, 8, 8)).astype(np.float32)
+    x2 = np.random.default_rng(1).standard_normal((2, 2, 8, 8)).astype(np.float32)
+    fresh, kept = make(False), make(True)
+    a1, b1 = fresh.forward(x1), kept.forward(x1)
+    np.testing.assert_array_equal(a1, b1)
+    first = b1.copy()
+    a2, b2 = fresh.forward(x2), kept.forward(x2)
+    np.testing.assert_array_equal(a2, b2)
+    assert np.shares_memory(b1, b2)           # kept: the next call overwrites the last output
+    assert not np.shares_memory(a1, a2)       # the default: a new array every call
+    np.testing.assert_array_equal(a1, first)  # ... so an output held by the caller stays
+    dy = np.ones_like(a2)
+    da, db = fresh.backward(dy), kept.backward(dy)
+    if da is not None:
+        np.testing.assert_array_equal(da, db)
