@@ -20,7 +20,7 @@ from ..loss import DetectionTarget
 from ..net import LayerTimer, timed_call
 from . import ops
 from .layers import CudaLayer, to_device
-from .net import CudaSequential, sgd_update, synced
+from .net import CudaSequential, batch_on_device, sgd_update, synced
 
 
 class CudaClimateNet:
@@ -61,9 +61,7 @@ class CudaClimateNet:
     def forward(self, x, timer: LayerTimer | None = None) -> tuple:
         """Device (confidence, class, coordinates, reconstruction) of a batch (a host array
         is copied to the device first)."""
-        if isinstance(x, np.ndarray):
-            self.cpu._check_batch(x)
-            x = cuda.to_device(np.ascontiguousarray(x, np.float32))
+        x = batch_on_device(self.cpu, x)
         z = self.encoder.forward(x, timer)
         heads = tuple(timed_call(timer, h.name, "forward",
                                  synced(h.forward) if timer else h.forward, z)
@@ -87,9 +85,7 @@ class CudaClimateNet:
                           timer: LayerTimer | None = None) -> float:
         """Forward, the detection loss on the host and the reconstruction loss on the
         device, backward: fills the device gradients. Returns the CPU net's loss."""
-        if isinstance(x, np.ndarray):
-            self.cpu._check_batch(x)
-            x = cuda.to_device(np.ascontiguousarray(x, np.float32))
+        x = batch_on_device(self.cpu, x)
         *heads, recon = self.forward(x, timer)
 
         def loss():

@@ -30,6 +30,15 @@ def synced(fn):
     return run
 
 
+def batch_on_device(cpu_net: Any, x):
+    """``x`` on the device: a host batch is checked against ``cpu_net``'s input shape and
+    copied over as float32; a device array is returned as it is."""
+    if isinstance(x, np.ndarray):
+        cpu_net._check_batch(x)
+        x = cuda.to_device(np.ascontiguousarray(x, np.float32))
+    return x
+
+
 def sgd_update(layers: list[CudaLayer], velocity: dict, cfg: dict, lr: float | None = None
                ) -> None:
     """SGD with momentum on the device over ``layers`` (kernels.optim.SGD's update, with
@@ -82,9 +91,7 @@ class CudaSequential:
 
     def forward(self, x, timer: LayerTimer | None = None):
         """Device output of a batch (a host array is copied to the device first)."""
-        if isinstance(x, np.ndarray):
-            self.cpu._check_batch(x)
-            x = cuda.to_device(np.ascontiguousarray(x, np.float32))
+        x = batch_on_device(self.cpu, x)
         for n, l in zip(self.names, self.layers):
             x = timed_call(timer, n, "forward", synced(l.forward) if timer else l.forward, x)
         return x
