@@ -251,6 +251,9 @@ SMALL_ELEMENTWISE = 1 << 20
 #: columns take at most this many bytes (HEP at batch 8: 0.47 GB for conv2); larger layers
 #: recompute them per image instead.
 COLUMN_CACHE_BYTES = 1 << 30
+#: Conv2d runs one GEMM per image, reading and writing NCHW as it is (no layout pass), when an
+#: output image has at least this many pixels; smaller images are gathered into one GEMM.
+PER_IMAGE_PIXELS = 2048
 #: Conv2d lays out the columns of as many images at once as fit in this many bytes, so that
 #: small layers make one large GEMM instead of one small GEMM per image.
 CHUNK_BYTES = 1 << 29
@@ -294,8 +297,10 @@ class _ConvBase(Layer):
         self._workspace: dict[str, np.ndarray] = {}
         self.last_backward_s: dict[str, float] = {}
 
-    def _chunks(self, n: int, per_image_bytes: int) -> list[tuple[int, int]]:
-        m = max(1, min(n, CHUNK_BYTES // max(per_image_bytes, 1)))
+    def _chunks(self, n: int, per_image_bytes: int, one_each: bool = False
+                ) -> list[tuple[int, int]]:
+        """Image ranges [s, e) of at most ``CHUNK_BYTES`` of columns, or of one image each."""
+        m = 1 if one_each else max(1, min(n, CHUNK_BYTES // max(per_image_bytes, 1)))
         return [(s, min(s + m, n)) for s in range(0, n, m)]
 
 
@@ -305,7 +310,8 @@ class Conv2d(_ConvBase):
     Same signature and layouts as ``torch.nn.Conv2d`` (no dilation or groups). Kernel sizes 1–7.
 
     ``reuse_output=True``: forward writes into one array kept between calls, so each call
-    overwrites the previous output; for layers inside a net, whose outputs live one step. A
+    overwrites the previous output, and backward does the same with the input gradient; for
+    layers inside a net, whose outputs live one step. A
     fresh output is faulted in page by page, and numpy advises the kernel to back large
     arrays with huge pages, which on a host with transparent huge pages set to ``madvise``
     (this VM) may compact memory on the fault: in the HEP step at 224x224, batch 8, conv1's
@@ -346,7 +352,10 @@ class Conv2d(_ConvBase):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Images in chunks: one im2col and one GEMM per chunk, ``(C_out, K) @ (K, m*HW)``;
-        small layers thus make one large GEMM instead of many small ones."""
+        small layers thus make one large GEMM instead of many small ones. Large images
+        (:data:`PER_IMAGE_PIXELS`) go one per chunk: the GEMM then writes the image's NCHW
+        output itself, with the bias as one more column of the weights against a row of ones
+        in the columns, so no pass over the output follows it."""
         n, co, ho, wo = self.output_shape(x.shape)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         x = np.ascontiguousarray(x, dtype=self.weight.dtype)
@@ -355,14 +364,21 @@ class Conv2d(_ConvBase):
         keep = self.training and n * k * hw * x.itemsize <= COLUMN_CACHE_BYTES
         y = (self._scratch("out", (n, co, hw), x.dtype) if self.reuse_output
              else np.empty((n, co, hw), dtype=x.dtype))
+        direct = hw >= PER_IMAGE_PIXELS
+        if direct and self.bias is not None:
+            w2 = np.concatenate([w2, self.bias[:, None]], axis=1)
         kept = []
-        for s, e in self._chunks(n, k * hw * x.itemsize):
+        for s, e in self._chunks(n, k * hw * x.itemsize, direct):
             key = f"cols{s}" if keep else "cols"
-            cols = self._scratch(key, (k, (e - s) * hw), x.dtype)
-            im2col(x[s:e], kh, kw, sh, sw, ph, pw, ho, wo, cols)
-            r = self._scratch("gemm", (co, (e - s) * hw), x.dtype)
-            np.dot(w2, cols, out=r)
-            unfold(r, self.bias, y[s:e])
+            cols = self._scratch(key, (w2.shape[1], (e - s) * hw), x.dtype)
+            im2col(x[s:e], kh, kw, sh, sw, ph, pw, ho, wo, cols[:k])
+            if direct:
+                cols[k:] = 1.0  # the bias row, if any
+                np.dot(w2, cols, out=y[s])
+            else:
+                r = self._scratch("gemm", (co, (e - s) * hw), x.dtype)
+                np.dot(w2, cols, out=r)
+                unfold(r, self.bias, y[s:e])
             if keep:
                 kept.append(cols)
         self._x = x
@@ -373,7 +389,10 @@ class Conv2d(_ConvBase):
         """Weight gradient from the forward's columns (kept when they fit
         ``COLUMN_CACHE_BYTES``, else recomputed); data gradient, for stride 1, as the
         convolution of ``dy`` with the flipped, transposed kernel (im2col + GEMM), else by
-        col2im per image. Wall time of the two parts is left in ``last_backward_s``."""
+        col2im per image. Large images (:data:`PER_IMAGE_PIXELS`) go one per GEMM, which
+        reads the NCHW gradient and writes the NCHW data gradient as they are; the bias
+        gradient comes out of the weight GEMM, from the columns' row of ones. Wall time of
+        the two parts is left in ``last_backward_s``."""
         x = self._x
         if x is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
@@ -385,28 +404,38 @@ class Conv2d(_ConvBase):
         dy = np.ascontiguousarray(dy, dtype=x.dtype)
         w2 = self.weight.reshape(co, -1)
         k, hw = w2.shape[1], ho * wo
+        direct = hw >= PER_IMAGE_PIXELS
+        kb = k + (1 if direct and self.bias is not None else 0)  # the columns' rows
         gw = self.grad_weight.reshape(co, -1)  # a view: gradients are written in place
+        gwb = self._scratch("gwb", (co, kb), x.dtype) if kb > k else gw
         flip = sh == sw == 1 and ph < kh and pw < kw
         if flip:  # dx = conv(dy, W^T flipped) with padding k-1-p
             wf = self._scratch("flipped", (ci, co, kh, kw), x.dtype)
             np.copyto(wf, self.weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
             wf = wf.reshape(ci, -1)
-        dx = np.empty_like(x) if self.needs_input_grad else None
+        dx = None
+        if self.needs_input_grad:
+            dx = (self._scratch("dx", x.shape, x.dtype) if self.reuse_output
+                  else np.empty_like(x))
         t_data = t_weight = 0.0
-        for ci_, (s, e) in enumerate(self._chunks(n, k * hw * x.itemsize)):
+        for ci_, (s, e) in enumerate(self._chunks(n, k * hw * x.itemsize, direct)):
             t0 = time.perf_counter()
             m = e - s
             if self._cols is not None:
                 cols = self._cols[ci_]
             else:
-                cols = self._scratch("cols", (k, m * hw), x.dtype)
-                im2col(x[s:e], kh, kw, sh, sw, ph, pw, ho, wo, cols)
-            dyt = self._scratch("dyt", (co, m * hw), x.dtype)
-            fold(dy[s:e].reshape(m, co, hw), dyt, self.grad_bias, s > 0)
-            if s == 0:
-                np.dot(dyt, cols.T, out=gw)
+                cols = self._scratch("cols", (kb, m * hw), x.dtype)
+                im2col(x[s:e], kh, kw, sh, sw, ph, pw, ho, wo, cols[:k])
+                cols[k:] = 1.0
+            if direct:
+                dyt = dy[s].reshape(co, hw)
             else:
-                gw += np.dot(dyt, cols.T, out=self._scratch("gw", gw.shape, gw.dtype))
+                dyt = self._scratch("dyt", (co, m * hw), x.dtype)
+                fold(dy[s:e].reshape(m, co, hw), dyt, self.grad_bias, s > 0)
+            if s == 0:
+                np.dot(dyt, cols.T, out=gwb)
+            else:
+                gwb += np.dot(dyt, cols.T, out=self._scratch("gw", gwb.shape, gwb.dtype))
             t1 = time.perf_counter()
             t_weight += t1 - t0
             if dx is None:
@@ -414,12 +443,20 @@ class Conv2d(_ConvBase):
             if flip:
                 dcols = self._scratch("dcols", (co * kh * kw, m * h * w), x.dtype)
                 im2col(dy[s:e], kh, kw, 1, 1, kh - 1 - ph, kw - 1 - pw, h, w, dcols)
-                r = np.dot(wf, dcols, out=self._scratch("gemm", (ci, m * h * w), x.dtype))
-                unfold(r, None, dx[s:e].reshape(m, ci, h * w))
+                if direct:
+                    np.dot(wf, dcols, out=dx[s].reshape(ci, h * w))
+                else:
+                    r = np.dot(wf, dcols, out=self._scratch("gemm", (ci, m * h * w), x.dtype))
+                    unfold(r, None, dx[s:e].reshape(m, ci, h * w))
             else:
                 r = np.dot(w2.T, dyt, out=self._scratch("dcols", (k, m * hw), x.dtype))
                 col2im(r, kh, kw, sh, sw, ph, pw, ho, wo, dx[s:e])
             t_data += time.perf_counter() - t1
+        if kb > k:
+            t0 = time.perf_counter()
+            gw[...] = gwb[:, :k]
+            self.grad_bias[...] = gwb[:, k]
+            t_weight += time.perf_counter() - t0
         self._cols = None
         self.last_backward_s = {"backward_data": t_data, "backward_weight": t_weight}
         return dx

@@ -30,8 +30,13 @@ CONV_CASES = [
 ]
 
 
+@pytest.mark.parametrize("per_image_pixels", [1 << 30, 1], ids=["batched", "per-image"])
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_conv2d_matches_reference(case):
+def test_conv2d_matches_reference(case, per_image_pixels, monkeypatch):
+    """Both GEMM layouts: images gathered into one GEMM with layout passes, and one GEMM per
+    image writing NCHW with the bias folded into it (kernels.conv.PER_IMAGE_PIXELS)."""
+    from kernels import conv
+    monkeypatch.setattr(conv, "PER_IMAGE_PIXELS", per_image_pixels)
     n, ci, co, h, w, k, s, p = case
     rng = np.random.default_rng(1)
     layer = K.Conv2d(ci, co, k, s, p, seed=2)
@@ -52,23 +57,30 @@ def test_conv2d_matches_reference(case):
     assert rel_err(layer.grad_bias, rdb) < RTOL
 
 
-@pytest.mark.parametrize("chunk_bytes,cache_bytes", [(1, 1 << 30), (1, 0), (1 << 29, 0)])
-def test_conv2d_chunked_and_uncached_paths_agree(monkeypatch, chunk_bytes, cache_bytes):
-    """One image per GEMM chunk and/or columns recomputed in backward: same results as one
-    chunk with cached columns."""
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("chunk_bytes,cache_bytes,per_image_pixels",
+                         [(1, 1 << 30, 1 << 30), (1, 0, 1 << 30), (1 << 29, 0, 1 << 30),
+                          (1 << 29, 1 << 30, 1), (1 << 29, 0, 1)])
+def test_conv2d_chunked_and_uncached_paths_agree(monkeypatch, chunk_bytes, cache_bytes,
+                                                  per_image_pixels, bias):
+    """One image per GEMM chunk, columns recomputed in backward, and/or one GEMM per image
+    in NCHW with the bias inside the GEMM: same results as one chunk with cached columns."""
     from kernels import conv
     rng = np.random.default_rng(7)
     x = rng.standard_normal((3, 4, 9, 10)).astype(np.float32)
     dy = rng.standard_normal((3, 5, 9, 10)).astype(np.float32)
-    ref = K.Conv2d(4, 5, 3, 1, 1, seed=8)
-    y0, dx0 = ref.forward(x), ref.backward(dy)
+    ref = K.Conv2d(4, 5, 3, 1, 1, seed=8, bias=bias)
+    y0, dx0 = ref.forward(x).copy(), ref.backward(dy)
     monkeypatch.setattr(conv, "CHUNK_BYTES", chunk_bytes)
     monkeypatch.setattr(conv, "COLUMN_CACHE_BYTES", cache_bytes)
-    layer = K.Conv2d(4, 5, 3, 1, 1, seed=8)
-    y1, dx1 = layer.forward(x), layer.backward(dy)
-    assert rel_err(y1, y0) < 1e-5 and rel_err(dx1, dx0) < 1e-5
-    assert rel_err(layer.grad_weight, ref.grad_weight) < 1e-5
-    assert rel_err(layer.grad_bias, ref.grad_bias) < 1e-5
+    monkeypatch.setattr(conv, "PER_IMAGE_PIXELS", per_image_pixels)
+    layer = K.Conv2d(4, 5, 3, 1, 1, seed=8, bias=bias)
+    for _ in range(2):  # twice: kept columns and buffers must not leak between calls
+        y1, dx1 = layer.forward(x), layer.backward(dy)
+        assert rel_err(y1, y0) < 1e-5 and rel_err(dx1, dx0) < 1e-5
+        assert rel_err(layer.grad_weight, ref.grad_weight) < 1e-5
+        if bias:
+            assert rel_err(layer.grad_bias, ref.grad_bias) < 1e-5
 
 
 @pytest.mark.parametrize("n,c,h,w,k,p", [(2, 3, 5, 7, 3, 1), (1, 2, 4, 40, 3, 1),
