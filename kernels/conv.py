@@ -296,6 +296,9 @@ class _ConvBase(Layer):
         self._cols: list[np.ndarray] | None = None
         self._workspace: dict[str, np.ndarray] = {}
         self.last_backward_s: dict[str, float] = {}
+        #: wall time in s per (phase, part) since the caller last cleared it; parts: im2col,
+        #: gemm, layout (NCHW to and from the GEMM's layout, the bias, col2im)
+        self.parts_s: dict[tuple[str, str], float] = {}
 
     def _chunks(self, n: int, per_image_bytes: int, one_each: bool = False
                 ) -> list[tuple[int, int]]:
@@ -368,17 +371,22 @@ class Conv2d(_ConvBase):
         if direct and self.bias is not None:
             w2 = np.concatenate([w2, self.bias[:, None]], axis=1)
         kept = []
+        clock = _PartClock(self.parts_s, "forward")
         for s, e in self._chunks(n, k * hw * x.itemsize, direct):
             key = f"cols{s}" if keep else "cols"
             cols = self._scratch(key, (w2.shape[1], (e - s) * hw), x.dtype)
             im2col(x[s:e], kh, kw, sh, sw, ph, pw, ho, wo, cols[:k])
+            cols[k:] = 1.0  # the bias row, if any
+            clock("im2col")
             if direct:
-                cols[k:] = 1.0  # the bias row, if any
                 np.dot(w2, cols, out=y[s])
+                clock("gemm")
             else:
                 r = self._scratch("gemm", (co, (e - s) * hw), x.dtype)
                 np.dot(w2, cols, out=r)
+                clock("gemm")
                 unfold(r, self.bias, y[s:e])
+                clock("layout")
             if keep:
                 kept.append(cols)
         self._x = x
@@ -392,7 +400,8 @@ class Conv2d(_ConvBase):
         col2im per image. Large images (:data:`PER_IMAGE_PIXELS`) go one per GEMM, which
         reads the NCHW gradient and writes the NCHW data gradient as they are; the bias
         gradient comes out of the weight GEMM, from the columns' row of ones. Wall time of
-        the two parts is left in ``last_backward_s``."""
+        the two parts is left in ``last_backward_s``, and of their im2col, GEMM and layout
+        passes in ``parts_s``."""
         x = self._x
         if x is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
@@ -417,9 +426,10 @@ class Conv2d(_ConvBase):
         if self.needs_input_grad:
             dx = (self._scratch("dx", x.shape, x.dtype) if self.reuse_output
                   else np.empty_like(x))
-        t_data = t_weight = 0.0
+        wt = _PartClock(self.parts_s, "backward_weight")
+        data = _PartClock(self.parts_s, "backward_data")
         for ci_, (s, e) in enumerate(self._chunks(n, k * hw * x.itemsize, direct)):
-            t0 = time.perf_counter()
+            wt.start()
             m = e - s
             if self._cols is not None:
                 cols = self._cols[ci_]
@@ -427,39 +437,65 @@ class Conv2d(_ConvBase):
                 cols = self._scratch("cols", (kb, m * hw), x.dtype)
                 im2col(x[s:e], kh, kw, sh, sw, ph, pw, ho, wo, cols[:k])
                 cols[k:] = 1.0
+                wt("im2col")
             if direct:
                 dyt = dy[s].reshape(co, hw)
             else:
                 dyt = self._scratch("dyt", (co, m * hw), x.dtype)
                 fold(dy[s:e].reshape(m, co, hw), dyt, self.grad_bias, s > 0)
+                wt("layout")
             if s == 0:
                 np.dot(dyt, cols.T, out=gwb)
             else:
                 gwb += np.dot(dyt, cols.T, out=self._scratch("gw", gwb.shape, gwb.dtype))
-            t1 = time.perf_counter()
-            t_weight += t1 - t0
+            wt("gemm")
             if dx is None:
                 continue
+            data.start()
             if flip:
                 dcols = self._scratch("dcols", (co * kh * kw, m * h * w), x.dtype)
                 im2col(dy[s:e], kh, kw, 1, 1, kh - 1 - ph, kw - 1 - pw, h, w, dcols)
+                data("im2col")
                 if direct:
                     np.dot(wf, dcols, out=dx[s].reshape(ci, h * w))
+                    data("gemm")
                 else:
                     r = np.dot(wf, dcols, out=self._scratch("gemm", (ci, m * h * w), x.dtype))
+                    data("gemm")
                     unfold(r, None, dx[s:e].reshape(m, ci, h * w))
+                    data("layout")
             else:
                 r = np.dot(w2.T, dyt, out=self._scratch("dcols", (k, m * hw), x.dtype))
+                data("gemm")
                 col2im(r, kh, kw, sh, sw, ph, pw, ho, wo, dx[s:e])
-            t_data += time.perf_counter() - t1
+                data("layout")
         if kb > k:
-            t0 = time.perf_counter()
+            wt.start()
             gw[...] = gwb[:, :k]
             self.grad_bias[...] = gwb[:, k]
-            t_weight += time.perf_counter() - t0
+            wt("layout")
         self._cols = None
-        self.last_backward_s = {"backward_data": t_data, "backward_weight": t_weight}
+        self.last_backward_s = {"backward_data": data.total_s, "backward_weight": wt.total_s}
         return dx
+
+
+class _PartClock:
+    """Adds the wall time since the last mark to ``parts[(phase, part)]`` on each call, and
+    keeps the phase's total (``total_s``). :meth:`start` marks without charging."""
+
+    def __init__(self, parts: dict[tuple[str, str], float], phase: str) -> None:
+        self.parts, self.phase, self.total_s = parts, phase, 0.0
+        self.t = time.perf_counter()
+
+    def start(self) -> None:
+        self.t = time.perf_counter()
+
+    def __call__(self, part: str) -> None:
+        now = time.perf_counter()
+        key = (self.phase, part)
+        self.parts[key] = self.parts.get(key, 0.0) + (now - self.t)
+        self.total_s += now - self.t
+        self.t = now
 
 
 class ConvTranspose2d(_ConvBase):

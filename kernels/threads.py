@@ -8,8 +8,10 @@ one number governs a process. MPI ranks each call it with cores // ranks.
 from __future__ import annotations
 
 import os
+import time
 
 import numba
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 _blas_limiter = None
@@ -59,3 +61,24 @@ def threading_layer() -> str:
 def get_num_threads() -> int:
     """Threads Numba kernels use now."""
     return int(numba.get_num_threads())
+
+
+@numba.njit(parallel=True, cache=True)
+def _touch(out):  # pragma: no cover - JIT
+    for i in numba.prange(out.size):
+        out[i] += 1.0
+
+
+def pool_wakeup_s(repeats: int = 50, idle_s: float = 0.002) -> float:
+    """Median wall time in s of one near-empty parallel region (one add per thread) called
+    after the pool has idled ``idle_s``: what a kernel pays to wake the Numba threads before
+    any work, as after a GEMM or a Python-level gap inside a training step."""
+    out = np.zeros(get_num_threads(), dtype=np.float64)
+    _touch(out)  # compile or load from the cache
+    times = []
+    for _ in range(repeats):
+        time.sleep(idle_s)
+        t0 = time.perf_counter()
+        _touch(out)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))

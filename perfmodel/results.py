@@ -42,7 +42,9 @@ COLUMNS: list[tuple[str, type, str]] = [
                   "seconds to the target loss; stat 'reached' or 'censored': the run hit its "
                   "step cap first, a lower bound), hyper (lr, momentum, batches, warm-up, ...); "
                   "from fits: convergence_fit, ...; failure (a launch that failed: metric exit_code, the reason "
-                  "in 'note')"),
+                  "in 'note'); part (one pass inside a layer's phase, its name in 'note': "
+                  "im2col, gemm, layout); wakeup (waking the Numba thread pool for one "
+                  "parallel region after 2 ms idle)"),
     ("subject", str, "what was measured: a net name (hep, climate) or a micro-kernel"),
     ("layer", str, "ledger name of the layer ('' for whole-step or machine rows)"),
     ("phase", str, "forward, backward_data, backward_weight, backward, update, loss, step"),
@@ -80,7 +82,7 @@ COLUMNS: list[tuple[str, type, str]] = [
     ("git_commit", str, "commit of the code that measured it ('unknown' outside git)"),
     ("job", str, "the batch job it ran in: 'slurm:JOBID@NODELIST' ('' outside one); new in "
                  "v3, empty when a v2 file is read"),
-    ("note", str, "free text: a failure's reason ('' mostly); new in v3"),
+    ("note", str, "free text: a failure's reason, a part's pass ('' mostly); new in v3"),
 ]
 NAMES = [c[0] for c in COLUMNS]
 #: columns added since v2, and the value a v2 file's rows read with

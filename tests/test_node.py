@@ -85,6 +85,29 @@ def test_measure_step_ledger_and_phases():
     assert math.isclose(step_rate["value"], m.ledger.step_flop / m.step_s.median)
 
 
+def test_conv_parts_add_up_to_their_phase_and_come_out_as_rows():
+    """im2col + GEMM + layout of a convolution's phase, as the kernel timed them, never exceed
+    the phase's own time and cover most of it; every conv phase has a GEMM part."""
+    from perfmodel.cli.node_parts import parts_summary, parts_table
+
+    net = build_net("hep", 32)
+    m = measure_step(net, batch=2, repeats=2)
+    d = parts_summary(m, wakeup_s=1e-4)
+    got = {(c["layer"], c["phase"]) for c in d["conv"]}
+    assert ("conv1", "forward") in got and ("conv2", "backward_data") in got
+    assert ("conv1", "backward_data") not in got  # the first layer needs no input gradient
+    for c in d["conv"]:
+        parts = c["im2col_s"] + c["gemm_s"] + c["layout_s"]
+        assert c["gemm_s"] > 0 and parts <= c["phase_s"] * 1.001
+    assert set(d["kinds"]) >= {"relu", "maxpool", "dropout", "update"}
+    assert "softmax_xent" not in d["kinds"]  # the loss is outside the layers' timers
+    assert 0 <= d["outside_layers_s"] < d["step_s"]
+    rows = [r for r in m.rows(run_base(1)) if r["what"] == "part"]
+    assert {r["note"] for r in rows} == {"im2col", "gemm", "layout"}
+    text = parts_table(m, {"sgemm": 1e11}, 1e-4)
+    assert "conv2" in text and "% sgemm" in text and "100 us" in text
+
+
 def test_paired_fraction_divides_each_step_by_its_own_probe():
     net = build_net("hep", 32)
     probes = iter([100e9, 50e9, 200e9])
@@ -108,10 +131,12 @@ def test_paired_fraction_divides_each_step_by_its_own_probe():
 def test_quick_run_writes_a_valid_file(tmp_path, capsys):
     out = tmp_path / "node.csv"
     rc = main(["node", "--quick", "--image-size", "32", "--sweep", "1,2", "--repeats", "1",
-               "--threads", "1", "-o", str(out), "--no-progress", "--json"])
+               "--threads", "1", "-o", str(out), "--no-progress", "--json", "--parts"])
     assert rc == 0
     df = R.read_results(out)
-    assert set(df["what"]) >= {"peak", "bandwidth", "layer", "step", "compile", "probe"}
+    assert set(df["what"]) >= {"peak", "bandwidth", "layer", "step", "compile", "probe", "part",
+                               "wakeup"}
+    assert (df[df.what == "wakeup"].value > 0).all()
     paired = df[(df.metric == "paired_peak_fraction") & (df.batch == 8)]
     assert len(paired) and (paired.value > 0).all() and (paired.unit == "1").all()
     steps = df[(df.what == "step") & (df.metric == "sample_rate")]
@@ -121,6 +146,7 @@ def test_quick_run_writes_a_valid_file(tmp_path, capsys):
     assert df["git_commit"].iloc[0] != ""
     printed = capsys.readouterr().out
     assert "GFLOP/s" in printed and '"samples_per_s"' in printed
+    assert "where the time goes" in printed and '"pool_wakeup_s"' in printed
 
 
 def test_interrupted_run_leaves_a_readable_file(tmp_path):

@@ -10,12 +10,13 @@ import os
 from pathlib import Path
 
 import kernels
-from kernels.threads import available_cores
+from kernels.threads import available_cores, pool_wakeup_s
 from kernels.zoo import ZOO
 
 from ..measure import node as N
 from ..measure import peers
 from . import node_cuda, node_framework
+from .node_parts import parts_summary, parts_table
 from ..provenance import run_base
 from ..results import ResultsWriter, make_row
 from ..ui import ProgressBar, UserError, default_output, positive_int, table
@@ -77,6 +78,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "others; rows carry ranks=N (default 1: alone)")
     p.add_argument("--peer", choices=["torch"], default=None,
                    help="also measure PyTorch (NCHW and channels-last) and report ratios")
+    p.add_argument("--parts", action="store_true",
+                   help="also print where the step's time goes: each convolution's im2col, "
+                        "GEMM and layout passes per phase, the element-wise layers by kind, "
+                        "the time outside the layers, and the thread pool's wake-up cost "
+                        "(the CSV and --json always carry the parts)")
     p.add_argument("--quick", action="store_true",
                    help="CI-sized run: HEP at 64x64 (NERSC's small variant), fewer repeats")
     p.add_argument("--output", "-o", default=None,
@@ -220,10 +226,17 @@ def _run_node(args: argparse.Namespace) -> int:
         peer = _measure_peer(args, main_net, main, base, writer)
         bar("torch")
 
+    wakeup_s = pool_wakeup_s()
+    writer.add([make_row(base, what="wakeup", subject="numba_pool", metric="time",
+                         value=wakeup_s, unit="s", implementation="numba")])
     text = _summary(args, main, sweep, best, peer, out)
+    if args.parts:
+        text += "\n\n" + parts_table(main, best, wakeup_s)
     print(text)
     if args.json:
-        print(json.dumps(_json_summary(args, main, sweep, best, peer, out), indent=2))
+        summary = _json_summary(args, main, sweep, best, peer, out)
+        summary["parts"] = parts_summary(main, wakeup_s)
+        print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -293,6 +306,7 @@ def _summary(args, m: N.StepMeasurement, sweep, best, peer, out: Path) -> str:
         paired = m.paired_fraction(r.name, [ph for ph, _ in phases]) if flop else None
         row = [r.name, ms.get("forward", "-"), bwd, f"{flop / t / 1e9:.1f}" if flop else "-",
                f"{100 * flop / t / peak:.0f}%" if flop else "-",
+               f"{100 * flop / t / best['sgemm']:.0f}%" if flop else "-",
                f"{100 * paired.median:.0f}%" if paired else "-", f"{ai:.1f}",
                f"{100 * (flop / t) / bound:.0f}%" if flop and bound else "-"]
         if peer:
@@ -302,8 +316,8 @@ def _summary(args, m: N.StepMeasurement, sweep, best, peer, out: Path) -> str:
                          if (r.name, ph) in lay)
                 row.append(f"{tt / t:.2f}" if t else "-")
         rows.append(row)
-    headers = ["layer", "fwd ms", "bwd ms (data/wt)", "GFLOP/s", "% peak", "% paired",
-               "FLOP/B", "% roofline"]
+    headers = ["layer", "fwd ms", "bwd ms (data/wt)", "GFLOP/s", "% peak", "% sgemm",
+               "% paired", "FLOP/B", "% roofline"]
     if peer:
         headers += ["torch/ours nchw", "torch/ours cl"]
     lines.append(table(headers, rows))
@@ -320,7 +334,8 @@ def _summary(args, m: N.StepMeasurement, sweep, best, peer, out: Path) -> str:
     lines.append(f"step: {m.step_s.median:.3f} s (min {m.step_s.min:.3f}, max "
                  f"{m.step_s.max:.3f}), {m.samples_per_s:.2f} samples/s, "
                  f"{m.flop_rate / 1e9:.1f} GFLOP/s = {100 * m.flop_rate / peak:.0f}% of the "
-                 f"measured peak{paired_step} ({m.ledger.step_flop / m.batch / 1e9:.2f} GFLOP "
+                 f"measured peak{paired_step}, {100 * m.flop_rate / best['sgemm']:.0f}% of "
+                 f"sgemm's ({m.ledger.step_flop / m.batch / 1e9:.2f} GFLOP "
                  f"per sample); "
                  f"first call +{max(m.first_call_s - m.step_s.median, 0):.2f} s (JIT)")
     for layout, (step, _) in peer.items():

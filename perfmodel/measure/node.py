@@ -105,6 +105,9 @@ class StepMeasurement:
     #: FP32 FLOP/s of a short FMA-loop probe run right after each timed step (empty when not
     #: probed): the machine's rate at the time of that step, for paired "% of peak"
     probe_flops: list[float] = field(default_factory=list)
+    #: (layer, phase, part) -> seconds per timed step of a convolution's passes: im2col, gemm,
+    #: layout (the kernels' own timers, ``parts_s``)
+    parts_s: dict[tuple[str, str, str], Repeats] = field(default_factory=dict)
 
     def paired_fraction(self, layer: str, phases: list[str]) -> Repeats | None:
         """Per timed step, the FLOP/s of ``layer`` over those ``phases`` divided by the FMA
@@ -189,6 +192,10 @@ class StepMeasurement:
                                 value=pr.median, unit="FLOP/s", min=pr.min, max=pr.max,
                                 repeats=len(pr.samples), batch=self.batch,
                                 image_size=self.image_size, implementation="numba"))
+        for (layer, phase, part), rep in self.parts_s.items():
+            out.append(make_row(base, what="part", layer=layer, phase=phase, metric="time",
+                                value=rep.median, unit="s", min=rep.min, max=rep.max,
+                                repeats=len(rep.samples), note=part, **common))
         out.append(make_row(base, what="compile", metric="time", stat="single",
                             value=max(self.first_call_s - st.median, 0.0), unit="s",
                             **dict(common, phase="step")))
@@ -234,14 +241,22 @@ def measure_step(net: kernels.Net, batch: int, repeats: int = 5, warmup: int = 1
     steps: list[float] = []
     probes: list[float] = []
     per_layer: dict[tuple[str, str], list[float]] = {}
+    parts: dict[tuple[str, str, str], list[float]] = {}
     timer = LayerTimer()
+    timed_parts = [(name, layer.parts_s) for name, layer in net.named_layers()
+                   if isinstance(getattr(layer, "parts_s", None), dict)]
     for i in range(repeats):
         timer.reset()
+        for _, p in timed_parts:
+            p.clear()
         t0 = time.perf_counter()
         net.train_step(x, y, lr=lr, timer=timer)
         steps.append(time.perf_counter() - t0)
         for key, sec in _layer_phases(net, timer).items():
             per_layer.setdefault(key, []).append(sec)
+        for name, p in timed_parts:
+            for (phase, part), sec in p.items():
+                parts.setdefault((name, phase, part), []).append(sec)
         if probe is not None:
             probes.append(probe())
         if progress:
@@ -250,7 +265,8 @@ def measure_step(net: kernels.Net, batch: int, repeats: int = 5, warmup: int = 1
                            image_size=int(net.input_shape[1]), ledger=net.ledger(batch),
                            step_s=Repeats(steps), first_call_s=first,
                            layer_s={k: Repeats(v) for k, v in per_layer.items()},
-                           probe_flops=probes)
+                           probe_flops=probes,
+                           parts_s={k: Repeats(v) for k, v in parts.items() if len(v) == repeats})
 
 
 #: the FMA probe after each timed step: this many timed calls of about this many seconds,
