@@ -60,6 +60,9 @@ class LeakyReLU(_Elementwise):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.output_shape(x.shape)
+        if self.fused_into:  # the next layer applies it (a max-pool: ``relu_input``)
+            self._x = x
+            return x
         x = np.ascontiguousarray(x)
         y = x if self.inplace and x.flags.writeable else np.empty_like(x)
         _leaky_fwd(x.reshape(-1), x.dtype.type(self.negative_slope), y.reshape(-1))
@@ -72,6 +75,8 @@ class LeakyReLU(_Elementwise):
             raise RuntimeError(f"{self.name}: backward called before forward")
         if dy.shape != x.shape:
             raise self._shape_error(f"gradient {x.shape}", dy.shape)
+        if self.fused_into:  # the max-pool's gradient is zero wherever this one's would be
+            return dy
         dy = np.ascontiguousarray(dy, dtype=x.dtype)
         dx = dy if self.inplace and dy.flags.writeable else np.empty_like(x)
         _leaky_bwd(x.reshape(-1), dy.reshape(-1), x.dtype.type(self.negative_slope),
@@ -88,7 +93,9 @@ class ReLU(LeakyReLU):
         super().__init__(0.0, inplace)
 
     def describe(self) -> str:
-        return "inplace" if self.inplace else ""
+        parts = (["inplace"] if self.inplace else []) + (
+            [f"fused into {self.fused_into}"] if self.fused_into else [])
+        return ", ".join(parts)
 
 
 @njit(parallel=True, cache=True)

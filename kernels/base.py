@@ -130,6 +130,9 @@ class Layer:
     def __init__(self) -> None:
         self.name: str = type(self).__name__
         self.needs_input_grad: bool = True
+        #: the name of the layer that does this layer's work, when a net fused the two (see
+        #: ``Sequential``); this layer's own forward and backward then pass data through
+        self.fused_into: str | None = None
 
     # --- shapes and costs -------------------------------------------------------------
     def output_shape(self, input_shape: Shape) -> Shape:

@@ -13,9 +13,11 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from .activation import ReLU
 from .base import Layer, LayerCost, Ledger, Shape, ShapeError
 from .loss import CrossEntropyLoss
 from .optim import SGD
+from .pool import MaxPool2d
 
 
 class LayerTimer:
@@ -52,6 +54,11 @@ class Net:
     # subclasses provide these two
     def named_layers(self) -> list[tuple[str, Layer]]:
         raise NotImplementedError
+
+    def fused_layers(self) -> dict[str, str]:
+        """Layer name -> the name of the layer that does its work, for layers a net fused
+        into another (see ``Sequential``'s ``fuse``)."""
+        return {n: f for n, l in self.named_layers() if (f := getattr(l, "fused_into", None))}
 
     def loss_costs(self, batch: int) -> list[LayerCost]:
         raise NotImplementedError
@@ -129,11 +136,19 @@ class Sequential(Net):
     (None: the first layer skips it, as training needs no gradient of the data);
     ``train_step(x, y, lr=...)`` runs forward, loss, backward and the SGD update and returns
     the loss.
+
+    ``fuse=True`` (the default): a ReLU followed by a max-pool is done by the pool
+    (``MaxPool2d.relu_input``), one pass over the larger tensor each way instead of two, with
+    the same values and gradients. The ReLU keeps its name and ledger row, its ``fused_into``
+    names the pool, and a measurement charges its FLOPs and time to the pool (HEP at
+    224x224, batch 8: relu1 took 10 ms forward and 11 ms backward on its own). (A dropout
+    after the pool, fused the same way, was no faster here: hashing its mask inside the
+    pooling loop cost what the separate pass saved.)
     """
 
     def __init__(self, *layers: Layer, input_shape: Shape | None = None, loss: Any = None,
                  names: Iterable[str] | None = None, first_needs_grad: bool = False,
-                 **optim: float) -> None:
+                 fuse: bool = True, **optim: float) -> None:
         super().__init__(**optim)
         if not layers:
             raise ValueError("Sequential: needs at least one layer")
@@ -144,6 +159,10 @@ class Sequential(Net):
         self.layers[0].needs_input_grad = first_needs_grad
         self.input_shape = tuple(input_shape) if input_shape is not None else ()
         self.loss = loss if loss is not None else CrossEntropyLoss()
+        if fuse:
+            for (n, a), (m, b) in zip(self.named_layers(), self.named_layers()[1:]):
+                if type(a) is ReLU and isinstance(b, MaxPool2d):
+                    a.fused_into, b.relu_input = m, True
 
     def named_layers(self) -> list[tuple[str, Layer]]:
         return list(zip(self.names, self.layers))

@@ -15,7 +15,10 @@ from .base import Layer, Shape, check_batch, pair
 
 
 @njit(parallel=True, cache=True)
-def _maxpool_fwd(x, kh, kw, sh, sw, ho, wo, y, arg):  # pragma: no cover - JIT
+def _maxpool_fwd(x, kh, kw, sh, sw, ho, wo, relu, y, arg):  # pragma: no cover - JIT
+    """Max over each window (the first maximum in row-major order wins) and its flat index
+    in the image plane; with ``relu``, max(that, 0), and index -1 where it is not positive
+    (no gradient flows: the ReLU before the pool would have stopped it)."""
     n, c, h, w = x.shape
     for k in prange(n * c):
         i = k // c
@@ -32,12 +35,15 @@ def _maxpool_fwd(x, kh, kw, sh, sw, ho, wo, y, arg):  # pragma: no cover - JIT
                         if v > best or (a == 0 and b == 0):
                             best = v
                             bi = ih * w + iw
+                if relu and not best > 0:
+                    best = 0.0
+                    bi = -1
                 y[i, ch, oh, ow] = best
                 arg[i, ch, oh, ow] = bi
 
 
 @njit(parallel=True, cache=True)
-def _maxpool2_fwd(x, ho, wo, y, arg):  # pragma: no cover - JIT
+def _maxpool2_fwd(x, ho, wo, relu, y, arg):  # pragma: no cover - JIT
     """:func:`_maxpool_fwd` for 2x2 windows at stride 2 (the HEP net's): the same result and
     tie rule (the first maximum in row-major order wins), without the generic loop nest."""
     n, c, h, w = x.shape
@@ -62,6 +68,9 @@ def _maxpool2_fwd(x, ho, wo, y, arg):  # pragma: no cover - JIT
                 if v > best:
                     best = v
                     bi = (r0 + 1) * w + c0 + 1
+                if relu and not best > 0:
+                    best = 0.0
+                    bi = -1  # no winner: _maxpool2_bwd writes zeros for the window
                 y[i, ch, oh, ow] = best
                 arg[i, ch, oh, ow] = bi
 
@@ -100,7 +109,8 @@ def _maxpool_bwd(dy, arg, h, w, dx):  # pragma: no cover - JIT
         for oh in range(ho):
             for ow in range(wo):
                 a = arg[i, ch, oh, ow]
-                dx[i, ch, a // w, a % w] += dy[i, ch, oh, ow]
+                if a >= 0:  # -1: a window the fused ReLU zeroed
+                    dx[i, ch, a // w, a % w] += dy[i, ch, oh, ow]
 
 
 class MaxPool2d(Layer):
@@ -115,6 +125,12 @@ class MaxPool2d(Layer):
     against 18 ms into a reused array. ``reuse_output=True``: the same for forward's output
     and argmax (maxpool1's forward in the HEP step at 224x224, batch 8: 39-203 ms into
     fresh arrays, see ``Conv2d``'s ``reuse_output``).
+
+    ``relu_input``: the input has not been through the ReLU that precedes the pool in the
+    net; the pool applies it, max(max over the window, 0), which is the same value and the
+    same gradient (ReLU and max commute; the gradient reaches the winner only if it is
+    positive). ``Sequential`` sets it when it fuses a ReLU into the pool after it, saving
+    the ReLU's two passes over the larger tensor.
     """
 
     kind = "maxpool"
@@ -131,13 +147,14 @@ class MaxPool2d(Layer):
         self.stride = self.kernel_size if stride is None else pair(n, "stride", stride, 1)
         self._shape: Shape | None = None
         self._arg: np.ndarray | None = None
+        self.relu_input = False
 
     @property
     def _two_by_two(self) -> bool:
         return self.kernel_size == self.stride == (2, 2)
 
     def describe(self) -> str:
-        return f"k={self.kernel_size}, s={self.stride}"
+        return f"k={self.kernel_size}, s={self.stride}" + (", relu" if self.relu_input else "")
 
     def output_shape(self, input_shape: Shape) -> Shape:
         expected = "(N>=1, C, H, W) with H, W >= kernel"
@@ -161,10 +178,11 @@ class MaxPool2d(Layer):
         y = new("y", (n, c, ho, wo), x.dtype)
         arg = new("arg", (n, c, ho, wo), np.int32)
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        relu = bool(self.relu_input)
         if self._two_by_two:
-            _maxpool2_fwd(x, ho, wo, y, arg)
+            _maxpool2_fwd(x, ho, wo, relu, y, arg)
         else:
-            _maxpool_fwd(x, kh, kw, sh, sw, ho, wo, y, arg)
+            _maxpool_fwd(x, kh, kw, sh, sw, ho, wo, relu, y, arg)
         self._shape, self._arg = x.shape, arg
         return y
 

@@ -82,7 +82,8 @@ COLUMNS: list[tuple[str, type, str]] = [
     ("git_commit", str, "commit of the code that measured it ('unknown' outside git)"),
     ("job", str, "the batch job it ran in: 'slurm:JOBID@NODELIST' ('' outside one); new in "
                  "v3, empty when a v2 file is read"),
-    ("note", str, "free text: a failure's reason, a part's pass ('' mostly); new in v3"),
+    ("note", str, "free text: a failure's reason, a part's pass, 'fused into L' on a layer "
+                  "whose work layer L does ('' mostly); new in v3"),
 ]
 NAMES = [c[0] for c in COLUMNS]
 #: columns added since v2, and the value a v2 file's rows read with

@@ -183,11 +183,58 @@ def test_maxpool_2x2_ties_go_to_the_first_maximum_as_in_the_generic_kernel():
     layer = K.MaxPool2d(2)
     y, arg = layer.forward(x), layer._arg.copy()
     generic = np.empty_like(y), np.empty_like(arg)
-    pool._maxpool_fwd(x, 2, 2, 2, 2, 2, 2, *generic)
+    pool._maxpool_fwd(x, 2, 2, 2, 2, 2, 2, False, *generic)
     assert np.array_equal(y, generic[0]) and np.array_equal(arg, generic[1])
     assert arg[0, 0, 0, 0] == 1 * 5 + 0
     dx = layer.backward(np.ones_like(y))
     assert dx.sum() == y.size and dx[0, 0, 1, 0] == 1 and dx[0, 0, :, 4].sum() == 0
+
+
+@pytest.mark.parametrize("k,s", [(2, 2), (3, 2), (2, 1)])
+def test_maxpool_with_relu_input_equals_relu_then_pool(k, s):
+    """relu_input: the pool applies the ReLU before it. Values and input gradient equal the
+    two layers run apart, exactly, ties and all-negative windows included."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    x[0, 0, :4, :4] = -1.0                    # all-negative windows: no gradient
+    x[1, 1, 2:4, 2:4] = 0.5                   # ties among positive values
+    relu, pool = K.ReLU(), K.MaxPool2d(k, s)
+    y0 = pool.forward(relu.forward(x))
+    fused = K.MaxPool2d(k, s)
+    fused.relu_input = True
+    y1 = fused.forward(x)
+    assert np.array_equal(y0, y1)
+    dy = rng.standard_normal(y0.shape).astype(np.float32)
+    assert np.array_equal(relu.backward(pool.backward(dy)), fused.backward(dy))
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_sequential_fuses_relu_into_the_pool_with_the_same_training(k):
+    """A net with fusion (the default) and without it: the same losses and weight gradients,
+    bit for bit, over steps that draw new dropout masks, and in evaluation; the fused ReLU
+    names its pool and passes data through. k=2: the 2x2 kernels; 3: the generic ones."""
+    def net(fuse):
+        rng = np.random.default_rng(0)
+        return K.Sequential(K.Conv2d(2, 4, 3, 1, 1, rng=rng), K.ReLU(inplace=True),
+                            K.MaxPool2d(k, 2), K.Dropout(0.4, seed=5),
+                            K.Conv2d(4, 4, 3, 1, 1, rng=rng), K.ReLU(),
+                            K.GlobalAvgPool2d(), K.Linear(4, 2, rng=rng),
+                            input_shape=(2, 9, 9), first_needs_grad=True, fuse=fuse)
+    a, b = net(True), net(False)
+    assert a.fused_layers() == {"relu1": "maxpool1"} and b.fused_layers() == {}
+    assert a.layers[2].relu_input and not b.layers[2].relu_input
+    rng = np.random.default_rng(1)
+    for _ in range(2):
+        x = rng.standard_normal((3, 2, 9, 9)).astype(np.float32)
+        y = np.array([0, 1, 1])
+        assert a.compute_gradients(x.copy(), y) == b.compute_gradients(x.copy(), y)
+        for la, lb in zip(a.layers, b.layers):
+            for (_, _, ga), (_, _, gb) in zip(la.params(), lb.params()):
+                assert np.array_equal(ga, gb)
+    a.eval(), b.eval()
+    assert np.array_equal(a.forward(x.copy()), b.forward(x.copy()))
+    assert a.ledger(3).rows == b.ledger(3).rows  # the ledger is the net's, fused or not
+    assert "fused into maxpool1" in repr(a)
 
 
 def test_maxpool_reuse_grad_returns_one_array_with_the_right_values():

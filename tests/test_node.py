@@ -83,6 +83,17 @@ def test_measure_step_ledger_and_phases():
     rows = m.rows(run_base(1))
     step_rate = [r for r in rows if r["what"] == "step" and r["metric"] == "flop_rate"][0]
     assert math.isclose(step_rate["value"], m.ledger.step_flop / m.step_s.median)
+    # relu1 is fused into maxpool1: its FLOPs count where its work is timed
+    assert m.fused["relu1"] == "maxpool1" and m.phase_flop("relu1", "forward") == 0
+    led = {r.name: r for r in m.ledger}
+    assert m.phase_flop("maxpool1", "forward") == (led["maxpool1"].forward_flop
+                                                   + led["relu1"].forward_flop)
+    relu1 = [r for r in rows if r["layer"] == "relu1"]
+    assert relu1 and all(r["metric"] == "time" and r["note"] == "fused into maxpool1"
+                         for r in relu1)
+    per_layer = sum(r["flop"] for r in rows if r["what"] == "layer" and r["metric"] == "time"
+                    and r["phase"] != "update")
+    assert per_layer == sum(r.train_flop for r in m.ledger if r.name != "loss")
 
 
 def test_conv_parts_add_up_to_their_phase_and_come_out_as_rows():
@@ -99,7 +110,8 @@ def test_conv_parts_add_up_to_their_phase_and_come_out_as_rows():
     for c in d["conv"]:
         parts = c["im2col_s"] + c["gemm_s"] + c["layout_s"]
         assert c["gemm_s"] > 0 and parts <= c["phase_s"] * 1.001
-    assert set(d["kinds"]) >= {"relu", "maxpool", "dropout", "update"}
+    assert set(d["kinds"]) >= {"relu", "maxpool", "dropout", "update"}  # relu5: not fused
+    assert set(d["fused"]) == {"relu1", "relu2", "relu3", "relu4"}
     assert "softmax_xent" not in d["kinds"]  # the loss is outside the layers' timers
     assert 0 <= d["outside_layers_s"] < d["step_s"]
     rows = [r for r in m.rows(run_base(1)) if r["what"] == "part"]

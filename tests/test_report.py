@@ -51,6 +51,7 @@ def test_partial_results_say_what_is_missing(partial_report):
     html = (partial_report / "index.html").read_text()
     assert "Partial report; missing" in html and "no perfmodel scale results" in html
     assert (partial_report / "node_layers.png").exists()
+    assert "relu1 into maxpool1" in html  # a fused layer has no bar: the text says where it is
     assert (partial_report / "plan_pareto.png").exists() and "Planning a cluster run" in html
     assert "Missing: no perfmodel scale results" in (partial_report / "summary.md").read_text()
     assert "http://" not in html and "https://" not in html  # nothing from the network

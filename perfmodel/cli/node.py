@@ -257,14 +257,22 @@ def _measure_peer(args, net, main: N.StepMeasurement, base, writer) -> dict:
                            implementation=f"numba/{layout}")]
         for (layer, phase), rep in layers.items():
             ours = _our_time(main, layer, phase)
-            if ours:
+            if ours and layer not in main.fused:
+                theirs = _peer_time(layers, main, layer, (phase,))
                 ratios.append(make_row(base, what="ratio", subject=main.net, layer=layer,
-                                       phase=phase, metric="ratio", value=rep.median / ours,
+                                       phase=phase, metric="ratio", value=theirs / ours,
                                        unit="1", batch=main.batch, image_size=main.image_size,
                                        implementation=f"numba/{layout}"))
         writer.add(rows + ratios)
         result[layout] = (step, layers)
     return result
+
+
+def _peer_time(lay: dict, m: N.StepMeasurement, layer: str, phases) -> float:
+    """The peer's time for ``layer`` in ``phases`` (seconds), with the layers fused into it
+    in ours: the same work on both sides."""
+    names = [layer] + [f for f, host in m.fused.items() if host == layer]
+    return sum(lay[(n, ph)].median for n in names for ph in phases if (n, ph) in lay)
 
 
 def _our_time(m: N.StepMeasurement, layer: str, phase: str) -> float:
@@ -309,12 +317,12 @@ def _summary(args, m: N.StepMeasurement, sweep, best, peer, out: Path) -> str:
                f"{100 * flop / t / best['sgemm']:.0f}%" if flop else "-",
                f"{100 * paired.median:.0f}%" if paired else "-", f"{ai:.1f}",
                f"{100 * (flop / t) / bound:.0f}%" if flop and bound else "-"]
+        if r.name in m.fused:  # its time and FLOPs are in the host's row
+            row[1:] = ["-", "-", f"in {m.fused[r.name]}"] + ["-"] * (len(row) - 4)
         if peer:
             for layout in ("torch-nchw", "torch-channels-last"):
-                lay = peer[layout][1]
-                tt = sum(lay[(r.name, ph)].median for ph in ("forward", "backward")
-                         if (r.name, ph) in lay)
-                row.append(f"{tt / t:.2f}" if t else "-")
+                tt = _peer_time(peer[layout][1], m, r.name, ("forward", "backward"))
+                row.append(f"{tt / t:.2f}" if t and r.name not in m.fused else "-")
         rows.append(row)
     headers = ["layer", "fwd ms", "bwd ms (data/wt)", "GFLOP/s", "% peak", "% sgemm",
                "% paired", "FLOP/B", "% roofline"]

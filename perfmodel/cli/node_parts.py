@@ -31,7 +31,8 @@ def _outside_s(m: N.StepMeasurement) -> float:
 
 def parts_summary(m: N.StepMeasurement, wakeup_s: float) -> dict[str, Any]:
     """Machine-readable parts: ``conv`` rows {layer, phase, <part>_s..., phase_s, other_s (the
-    phase's time outside its parts: Python, scratch buffers)}, ``kinds``
+    phase's time outside its parts: Python, scratch buffers)}, ``fused`` {layer: the layer
+    whose time includes its work}, ``kinds``
     {kind: seconds of all its layers' phases}, ``outside_layers_s`` and ``pool_wakeup_s``."""
     conv = []
     convs = {layer for layer, _, _ in m.parts_s}
@@ -56,14 +57,14 @@ def parts_summary(m: N.StepMeasurement, wakeup_s: float) -> dict[str, Any]:
                              **{f"{p}_s": got.get(p, 0.0) for p in PARTS}))
     kinds: dict[str, float] = {}
     for r in m.ledger:
-        if r.name in convs:
+        if r.name in convs or r.name in m.fused:  # a fused layer's time is in its host's
             continue
         reps = [rep.median for (name, _), rep in m.layer_s.items() if name == r.name]
         if reps:  # the loss is timed apart from the ledger's layers: outside_layers_s
             kinds[r.kind] = kinds.get(r.kind, 0.0) + sum(reps)
     if ("update", "update") in m.layer_s:
         kinds["update"] = m.layer_s[("update", "update")].median
-    return dict(conv=conv, kinds=kinds, outside_layers_s=_outside_s(m),
+    return dict(conv=conv, kinds=kinds, fused=dict(m.fused), outside_layers_s=_outside_s(m),
                 step_s=m.step_s.median, pool_wakeup_s=wakeup_s)
 
 
@@ -87,7 +88,11 @@ def parts_table(m: N.StepMeasurement, best: dict[str, float], wakeup_s: float) -
     rest += [[k, f"{v * 1e3:.1f}"] for k, v in sorted(d["kinds"].items(), key=lambda kv: -kv[1])]
     rest.append(["outside the layers (loss, Python, timers)",
                  f"{d['outside_layers_s'] * 1e3:.1f}"])
-    lines += ["", table(["part of the step", "ms"], rest),
+    lines += ["", table(["part of the step", "ms"], rest)]
+    if d["fused"]:
+        lines.append("(done inside another layer, timed there: " + ", ".join(
+            f"{f} in {host}" for f, host in d["fused"].items()) + ")")
+    lines += [
               f"(thread pool: {wakeup_s * 1e6:.0f} us to wake it for one parallel region "
               f"after 2 ms idle, median of 50; sgemm peak {sgemm / 1e9:.1f} GFLOP/s)"]
     return "\n".join(lines)

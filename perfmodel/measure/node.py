@@ -108,6 +108,8 @@ class StepMeasurement:
     #: (layer, phase, part) -> seconds per timed step of a convolution's passes: im2col, gemm,
     #: layout (the kernels' own timers, ``parts_s``)
     parts_s: dict[tuple[str, str, str], Repeats] = field(default_factory=dict)
+    #: layer -> the layer that does its work (``Net.fused_layers``): its FLOPs count there
+    fused: dict[str, str] = field(default_factory=dict)
 
     def paired_fraction(self, layer: str, phases: list[str]) -> Repeats | None:
         """Per timed step, the FLOP/s of ``layer`` over those ``phases`` divided by the FMA
@@ -141,12 +143,19 @@ class StepMeasurement:
         return self.ledger.step_flop / self.step_s.median
 
     def phase_flop(self, layer: str, phase: str) -> float:
+        """The ledger's FLOP of ``layer`` in ``phase``, with those of the layers fused into it;
+        0 for a fused layer, whose work its host does and times."""
         if layer == "update":
             return float(self.ledger.update_flop)
-        r = self.ledger.row(layer)
-        return float({"forward": r.forward_flop, "backward_data": r.backward_data_flop,
-                      "backward_weight": r.backward_weight_flop,
-                      "backward": r.backward_flop}[phase])
+        if layer in self.fused:
+            return 0.0
+        flop = 0.0
+        for name in [layer] + [f for f, host in self.fused.items() if host == layer]:
+            r = self.ledger.row(name)
+            flop += {"forward": r.forward_flop, "backward_data": r.backward_data_flop,
+                     "backward_weight": r.backward_weight_flop,
+                     "backward": r.backward_flop}[phase]
+        return float(flop)
 
     def rows(self, base: dict[str, Any], implementation: str = "numba") -> list[dict]:
         """Tidy rows: per layer and phase (time, FLOP/s), the step (time, samples/s, FLOP/s),
@@ -158,7 +167,8 @@ class StepMeasurement:
             flop = self.phase_flop(layer, phase)
             nbytes = 0.0 if layer == "update" else phase_bytes(self.ledger.row(layer), phase)
             kw = dict(common, what="layer", layer=layer, phase=phase, flop=flop, bytes=nbytes,
-                      repeats=len(rep.samples))
+                      repeats=len(rep.samples),
+                      note=f"fused into {self.fused[layer]}" if layer in self.fused else "")
             out.append(make_row(base, metric="time", value=rep.median, unit="s",
                                 min=rep.min, max=rep.max, **kw))
             if flop:
@@ -266,6 +276,7 @@ def measure_step(net: kernels.Net, batch: int, repeats: int = 5, warmup: int = 1
                            step_s=Repeats(steps), first_call_s=first,
                            layer_s={k: Repeats(v) for k, v in per_layer.items()},
                            probe_flops=probes,
+                           fused=dict(getattr(net, "fused_layers", dict)()),
                            parts_s={k: Repeats(v) for k, v in parts.items() if len(v) == repeats})
 
 

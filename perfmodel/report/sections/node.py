@@ -70,6 +70,13 @@ def node_sections(df: pd.DataFrame, out: Path) -> list[Section]:
     step_text = (f" The training step: {fmt(step.value.iloc[0] / 1e9)} GFLOP/s = "
                  f"{fmt(100 * step.value.iloc[0] / peak, 2)}% of the measured peak."
                  if len(step) and math.isfinite(peak) else "")
+    fused = mine[(mine.what == "layer") & (mine.batch == batch)
+                 & mine.note.fillna("").str.startswith("fused into")]
+    fused = fused.drop_duplicates("layer")
+    if len(fused):  # no bar of their own: their FLOPs and time are in the host's bar
+        step_text += (" Done inside another layer (fused), whose bar includes their FLOPs and "
+                      "time: " + ", ".join(f"{r.layer} {r.note.removeprefix('fused ')}"
+                                           for r in fused.itertuples()) + ".")
     secs.append(Section(
         "Node: per-layer FLOP rates and roofline",
         text=f"{where}. Measured FP32 peak: FMA loop "
