@@ -317,8 +317,9 @@ class Conv2d(_ConvBase):
     layers inside a net, whose outputs live one step. A fresh output is faulted in page by
     page, and numpy advises the kernel to back large arrays with huge pages, which on a host
     with transparent huge pages set to ``madvise`` (this VM) may compact memory on the fault:
-    in the HEP step at 224x224, batch 8, conv1's 205 MB output pass took 33-360 ms into a fresh array and 23-30 ms into a kept one, and
-    the step 1.26-1.53 s against 1.11-1.21 s (AMD EPYC, 2 threads).
+    in the HEP step at 224x224, batch 8, conv1's 205 MB output pass took 33-360 ms into a fresh
+    array and 23-30 ms into a kept one, and the step 1.26-1.53 s against 1.11-1.21 s (AMD EPYC,
+    2 threads).
     """
 
     kind = "conv"
