@@ -98,17 +98,32 @@ class ReLU(LeakyReLU):
         return ", ".join(parts)
 
 
+@njit(inline="always")
+def _mix32(z):  # pragma: no cover - JIT
+    """One round of the 32-bit integer hash "lowbias32" (C. Wellons, hash-prospector: two
+    xorshift-multiply steps). Each step is cast back to 32 bits: Numba widens uint32
+    products to 64 bits."""
+    z = np.uint32(z ^ (z >> np.uint32(16)))
+    z = np.uint32(z * np.uint32(0x7FEB352D))
+    z = np.uint32(z ^ (z >> np.uint32(15)))
+    z = np.uint32(z * np.uint32(0x846CA68B))
+    return np.uint32(z ^ (z >> np.uint32(16)))
+
+
 @njit(parallel=True, cache=True)
 def _dropout_fwd(x, key, threshold, scale, y, keep):  # pragma: no cover - JIT
-    """Element i survives when the top 24 bits of splitmix64(key + i) reach ``threshold``
+    """Element i survives when the top 24 bits of a keyed hash of i reach ``threshold``
     (p * 2^24): a counter-based generator, so threads need no shared state and a key repeats
-    the mask exactly."""
+    the mask exactly. The hash is two rounds of :func:`_mix32`, the key's low half xored in
+    before the first and its high half added before the second; 32-bit arithmetic
+    vectorizes on AVX2, where splitmix64's 64-bit products do not (dropout1 of the HEP step
+    at 224x224, batch 8: 8.4 ms against 11.1 ms forward, AMD EPYC, 2 threads). Needs
+    ``x.size < 2**32``."""
+    k0 = np.uint32(key & np.uint64(0xFFFFFFFF))
+    k1 = np.uint32(key >> np.uint64(32))
     for i in prange(x.size):
-        z = key + np.uint64(i) * np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-        k = (z >> np.uint64(40)) >= threshold
+        z = _mix32(np.uint32(_mix32(np.uint32(np.uint32(i) ^ k0)) + k1))
+        k = (z >> np.uint32(8)) >= threshold
         keep[i] = k
         y[i] = x[i] * scale if k else 0.0
 
@@ -152,10 +167,13 @@ class Dropout(_Elementwise):
         if not self.training or self.p == 0.0:
             self._keep = None
             return x
+        if x.size >= 1 << 32:
+            raise ValueError(f"{self.name}: {x.size} elements (allowed < 2**32: the mask's "
+                             "hash counts elements in 32 bits)")
         x = np.ascontiguousarray(x)
         y, keep = self._new("y", x.shape, x.dtype), self._new("keep", x.shape, np.bool_)
         key = np.uint64(self._rng.integers(0, 2**63, dtype=np.uint64))
-        _dropout_fwd(x.reshape(-1), key, np.uint64(round(self.p * (1 << 24))),
+        _dropout_fwd(x.reshape(-1), key, np.uint32(round(self.p * (1 << 24))),
                      x.dtype.type(self._scale), y.reshape(-1), keep.reshape(-1))
         self._keep = keep
         return y

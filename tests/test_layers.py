@@ -182,10 +182,13 @@ def test_maxpool_2x2_ties_go_to_the_first_maximum_as_in_the_generic_kernel():
     x[0, 0, 1, 1] = x[0, 0, 1, 0] = 1.0  # a tie in the first window: (1, 0) comes first
     layer = K.MaxPool2d(2)
     y, arg = layer.forward(x), layer._arg.copy()
-    generic = np.empty_like(y), np.empty_like(arg)
+    generic = np.empty_like(y), np.empty(arg.shape, np.int32)
     pool._maxpool_fwd(x, 2, 2, 2, 2, 2, 2, False, *generic)
-    assert np.array_equal(y, generic[0]) and np.array_equal(arg, generic[1])
-    assert arg[0, 0, 0, 0] == 1 * 5 + 0
+    assert np.array_equal(y, generic[0])
+    oh, ow = np.meshgrid(np.arange(2), np.arange(2), indexing="ij")
+    flat = generic[1][0, 0]  # the generic kernel's index in the plane: row * 5 + column
+    assert np.array_equal(arg[0, 0], 2 * (flat // 5 - 2 * oh) + flat % 5 - 2 * ow)
+    assert arg.dtype == np.int8 and arg[0, 0, 0, 0] == 2 * 1 + 0
     dx = layer.backward(np.ones_like(y))
     assert dx.sum() == y.size and dx[0, 0, 1, 0] == 1 and dx[0, 0, :, 4].sum() == 0
 
@@ -323,6 +326,29 @@ def test_dropout_is_seeded_and_keeps_the_right_fraction():
     dx = b.backward(dy)
     assert np.array_equal(dx == 0, yb == 0)
     assert np.allclose(dx, np.where(yb != 0, dy / 0.7, 0), rtol=1e-6, atol=0)
+
+
+def test_dropout_masks_are_independent_across_steps_and_elements():
+    """The 32-bit counter hash: successive steps' masks, and neighbouring elements of one
+    mask, are uncorrelated (|r| < 0.01 over 1 M elements; a shifted or repeated mask gives
+    r near 1)."""
+    layer = K.Dropout(0.5, seed=11)
+    x = np.ones((16, 64, 32, 32), np.float32)
+    masks = [(layer.forward(x) != 0).ravel().astype(np.float64) for _ in range(3)]
+    for a, b in zip(masks, masks[1:]):
+        assert abs(np.corrcoef(a, b)[0, 1]) < 0.01
+    m = masks[0]
+    for lag in (1, 2, 1024):
+        assert abs(np.corrcoef(m[:-lag], m[lag:])[0, 1]) < 0.01
+    for p in (0.1, 0.9):
+        kept = (K.Dropout(p, seed=2).forward(x) != 0).mean()
+        assert abs(kept - (1 - p)) < 0.003
+
+
+def test_dropout_refuses_more_elements_than_its_counter_holds():
+    x = np.broadcast_to(np.float32(1), (1 << 16, 1 << 16))  # 2**32 elements, no memory
+    with pytest.raises(ValueError, match="allowed < 2"):
+        K.Dropout(0.5, seed=1).forward(x)
 
 
 def test_softmax_cross_entropy():
