@@ -225,6 +225,30 @@ def test_torch_mirror_computes_the_same_forward():
     assert np.allclose(ours, theirs, rtol=1e-4, atol=1e-5)
 
 
+def test_interleaved_steps_alternate_and_pair_each_round():
+    """Each round runs ours, then every peer in order; a slow spell that hits one round
+    scales both sides of that round's ratio, so the paired ratio stays put where a ratio
+    of the two sides' medians, taken in separate blocks, would not."""
+    from perfmodel.measure import peers
+
+    log, slow = [], {2}  # round 2 runs 3x slower on both sides
+
+    def timer(name, base_s):
+        def step():
+            log.append(name)
+            return base_s * (3.0 if log.count("ours") - 1 in slow else 1.0)
+        return step
+
+    r = peers.interleaved_steps(timer("ours", 1.0), {"a": timer("a", 2.0),
+                                                    "b": timer("b", 0.5)}, 4)
+    assert log == ["ours", "a", "b"] * 4
+    assert r.ours_s.samples == [1.0, 1.0, 3.0, 1.0]
+    assert r.speed_ratio("a").samples == [2.0] * 4
+    assert r.speed_ratio("b").median == 0.5
+    with pytest.raises(ValueError, match="rounds=0"):
+        peers.interleaved_steps(timer("ours", 1.0), {}, 0)
+
+
 def test_a_one_thread_run_restores_the_process_affinity(tmp_path):
     before = os.sched_getaffinity(0)
     assert main(["node", "--quick", "--image-size", "32", "--sweep", "1", "--repeats", "1",

@@ -241,20 +241,30 @@ def _run_node(args: argparse.Namespace) -> int:
 
 
 def _measure_peer(args, net, main: N.StepMeasurement, base, writer) -> dict:
-    """Torch step and per-layer times in both layouts, and the ratio rows."""
+    """Torch step times in both layouts, taken in rounds with ours (ours, torch-nchw,
+    torch-channels-last, ``args.repeats`` times), per-layer times, and the ratio rows. Each
+    layout maps to (its step times, its per-layer times, ours over its speed per round,
+    our step times in the rounds)."""
     x, y = N.synthetic_batch(net, args.batch)
+    layouts = {"torch-nchw": False, "torch-channels-last": True}
+    steppers = {k: peers.torch_step(net, x, y, args.threads, cl, args.warmup)
+                for k, cl in layouts.items()}
+    rounds = peers.interleaved_steps(N.train_step_timer(net, x, y), steppers, args.repeats)
+    del steppers  # the torch models' memory, before the per-layer runs
     result = {}
-    for layout, cl in (("torch-nchw", False), ("torch-channels-last", True)):
-        step = peers.measure_step(net, x, y, args.threads, cl, args.repeats, args.warmup)
+    for layout, cl in layouts.items():
+        step, speed = rounds.theirs_s[layout], rounds.speed_ratio(layout)
         layers = peers.measure_layers(net, args.batch, args.threads, cl, args.repeats)
         m = N.StepMeasurement(net=main.net, batch=main.batch, image_size=main.image_size,
                               ledger=main.ledger, step_s=step, first_call_s=step.median,
                               layer_s=layers)
         rows = [r for r in m.rows(base, implementation=layout) if r["what"] != "compile"]
         ratios = [make_row(base, what="ratio", subject=main.net, phase="step", metric="ratio",
-                           value=step.median / main.step_s.median, unit="1", stat="median",
-                           batch=main.batch, image_size=main.image_size,
-                           implementation=f"numba/{layout}")]
+                           value=speed.median, unit="1", stat="median",
+                           repeats=len(speed.samples), batch=main.batch,
+                           image_size=main.image_size, implementation=f"numba/{layout}",
+                           note="ours over the peer's speed, median of rounds of one step "
+                                "each: ours, torch-nchw, torch-channels-last")]
         for (layer, phase), rep in layers.items():
             ours = _our_time(main, layer, phase)
             if ours and layer not in main.fused:
@@ -264,7 +274,7 @@ def _measure_peer(args, net, main: N.StepMeasurement, base, writer) -> dict:
                                        unit="1", batch=main.batch, image_size=main.image_size,
                                        implementation=f"numba/{layout}"))
         writer.add(rows + ratios)
-        result[layout] = (step, layers)
+        result[layout] = (step, layers, speed, rounds.ours_s)
     return result
 
 
@@ -346,9 +356,14 @@ def _summary(args, m: N.StepMeasurement, sweep, best, peer, out: Path) -> str:
                  f"sgemm's ({m.ledger.step_flop / m.batch / 1e9:.2f} GFLOP "
                  f"per sample); "
                  f"first call +{max(m.first_call_s - m.step_s.median, 0):.2f} s (JIT)")
-    for layout, (step, _) in peer.items():
+    for layout, (step, _, speed, ours) in peer.items():
         lines.append(f"{layout}: {step.median:.3f} s, {m.batch / step.median:.2f} samples/s; "
-                     f"ours/{layout} speed = {step.median / m.step_s.median:.2f}")
+                     f"ours/{layout} speed = {speed.median:.2f} (rounds {speed.min:.2f}-"
+                     f"{speed.max:.2f}; ours {ours.median:.3f} s in the rounds)")
+    if peer:
+        lines.append(f"(ours/torch: the median over {args.repeats} rounds of one step each, "
+                     "ours then torch-nchw then torch-channels-last, of the torch step's time "
+                     "over ours in the round)")
     lines.append("")
     lines.append(table(["batch", "step s", "samples/s", "GFLOP/s"],
                        [[s.batch, f"{s.step_s.median:.3f}", f"{s.samples_per_s:.2f}",
@@ -375,7 +390,9 @@ def _json_summary(args, m: N.StepMeasurement, sweep, best, peer, out: Path) -> d
         "rate_vs_batch": [{"batch": s.batch, "samples_per_s": s.samples_per_s,
                            "flops": s.flop_rate} for s in sweep],
         "peer": {k: {"step_time_s": v[0].median,
-                     "speed_ratio_ours_over_peer": v[0].median / m.step_s.median}
+                     "speed_ratio_ours_over_peer": v[2].median,
+                     "speed_ratio_rounds": v[2].samples,
+                     "ours_step_time_s_in_rounds": v[3].median}
                  for k, v in peer.items()},
         "results_file": str(out),
     }

@@ -280,6 +280,19 @@ def measure_step(net: kernels.Net, batch: int, repeats: int = 5, warmup: int = 1
                            parts_s={k: Repeats(v) for k, v in parts.items() if len(v) == repeats})
 
 
+def train_step_timer(net: kernels.Net, x: np.ndarray, y: Any, lr: float = 1e-4
+                     ) -> Callable[[], float]:
+    """A callable that runs one training step of ``net`` on the batch (x, y), as
+    :func:`measure_step` times it, and returns its wall time (s)."""
+
+    def step() -> float:
+        t0 = time.perf_counter()
+        net.train_step(x, y, lr=lr)
+        return time.perf_counter() - t0
+
+    return step
+
+
 #: the FMA probe after each timed step: this many timed calls of about this many seconds,
 #: the best kept (the first call after a step can still find a core slow to ramp up)
 PROBE_REPEATS = 3

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -102,9 +104,10 @@ def _to_layout(t, channels_last: bool):
         else t
 
 
-def measure_step(net: kernels.Net, x: np.ndarray, y: Any, threads: int, channels_last: bool,
-                 repeats: int = 5, warmup: int = 1) -> Repeats:
-    """Median-able step times (s) of the torch mirror of ``net`` on the batch (x, y)."""
+def torch_step(net: kernels.Net, x: np.ndarray, y: Any, threads: int, channels_last: bool,
+               warmup: int = 1) -> Callable[[], float]:
+    """A callable that runs one training step of the torch mirror of ``net`` on the batch
+    (x, y) and returns its wall time (s); ``warmup`` steps are run before it is returned."""
     import torch  # optional peer (the peers extra), imported only when measured
 
     torch.set_num_threads(threads)
@@ -124,7 +127,41 @@ def measure_step(net: kernels.Net, x: np.ndarray, y: Any, threads: int, channels
 
     for _ in range(max(warmup, 1)):
         step()
+    return step
+
+
+def measure_step(net: kernels.Net, x: np.ndarray, y: Any, threads: int, channels_last: bool,
+                 repeats: int = 5, warmup: int = 1) -> Repeats:
+    """Median-able step times (s) of the torch mirror of ``net`` on the batch (x, y)."""
+    step = torch_step(net, x, y, threads, channels_last, warmup)
     return Repeats([step() for _ in range(repeats)])
+
+
+@dataclass
+class Interleaved:
+    """Steps timed in rounds, ours then each peer's, so that a slow spell of a shared
+    machine falls on both sides of a ratio. Times in seconds."""
+
+    ours_s: Repeats
+    theirs_s: dict[str, Repeats]
+
+    def speed_ratio(self, peer: str) -> Repeats:
+        """Ours over the peer's speed (the peer's step time over ours), round by round."""
+        return Repeats([t / o for o, t in zip(self.ours_s.samples, self.theirs_s[peer].samples)])
+
+
+def interleaved_steps(ours: Callable[[], float], theirs: dict[str, Callable[[], float]],
+                      rounds: int) -> Interleaved:
+    """``rounds`` rounds of one timed step each: ``ours()``, then every peer's in order."""
+    if rounds < 1:
+        raise ValueError(f"rounds={rounds} is out of range (allowed >= 1)")
+    o: list[float] = []
+    t: dict[str, list[float]] = {k: [] for k in theirs}
+    for _ in range(rounds):
+        o.append(ours())
+        for k, step in theirs.items():
+            t[k].append(step())
+    return Interleaved(Repeats(o), {k: Repeats(v) for k, v in t.items()})
 
 
 def measure_layers(net: kernels.Net, batch: int, threads: int, channels_last: bool,
