@@ -14,6 +14,7 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_info
 
+from kernels import blas as kernel_blas
 from kernels.blas_env import EFFECTIVE
 from kernels.threads import available_cores, threading_layer
 
@@ -46,6 +47,9 @@ def versions() -> str:
                 if i.get("user_api") == "blas"]
         if blas:
             out.append(f"blas={blas[0]}")
+        # the conv data gradient's path: shifted GEMMs through this CBLAS sgemm, or im2col
+        out.append("conv_shifted_sgemm=" + (kernel_blas.describe().split(" ")[0]
+                                             if kernel_blas.AVAILABLE else "none"))
     except Exception:  # pragma: no cover - provenance must never fail a run
         pass
     return ";".join(out)

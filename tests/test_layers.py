@@ -30,13 +30,18 @@ CONV_CASES = [
 ]
 
 
+@pytest.mark.parametrize("shifted", [True, False], ids=["shifted", "im2col"])
 @pytest.mark.parametrize("per_image_pixels", [1 << 30, 1], ids=["batched", "per-image"])
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_conv2d_matches_reference(case, per_image_pixels, monkeypatch):
+def test_conv2d_matches_reference(case, per_image_pixels, shifted, monkeypatch):
     """Both GEMM layouts: images gathered into one GEMM with layout passes, and one GEMM per
-    image writing NCHW with the bias folded into it (kernels.conv.PER_IMAGE_PIXELS)."""
-    from kernels import conv
+    image writing NCHW with the bias folded into it (kernels.conv.PER_IMAGE_PIXELS); per
+    image, the stride-1 data gradient as shifted GEMMs (kernels.shifted) or im2col + GEMM."""
+    from kernels import blas, conv
+    if shifted and not blas.AVAILABLE:
+        pytest.skip(f"no CBLAS sgemm in numpy's BLAS: {blas.describe()}")
     monkeypatch.setattr(conv, "PER_IMAGE_PIXELS", per_image_pixels)
+    monkeypatch.setattr(conv.blas, "AVAILABLE", shifted)
     n, ci, co, h, w, k, s, p = case
     rng = np.random.default_rng(1)
     layer = K.Conv2d(ci, co, k, s, p, seed=2)
@@ -55,6 +60,35 @@ def test_conv2d_matches_reference(case, per_image_pixels, monkeypatch):
     assert rel_err(dx, rdx) < RTOL
     assert rel_err(layer.grad_weight, rdw) < RTOL
     assert rel_err(layer.grad_bias, rdb) < RTOL
+
+
+@pytest.mark.skipif(not __import__("kernels.blas").blas.AVAILABLE,
+                    reason="numpy's BLAS exports no CBLAS sgemm known to kernels.blas")
+def test_sgemm_takes_strided_views_transposes_and_accumulates():
+    from kernels import blas
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((5, 9)).astype(np.float32)
+    big = rng.standard_normal((7, 20)).astype(np.float32)
+    b = big[:, 3:14]  # 7 x 11, rows 20 apart
+    c = np.ones((5, 11), np.float32)
+    blas.sgemm(a[:, 2:9], b, c, beta=1.0)
+    assert np.allclose(c, a[:, 2:9] @ b + 1.0, rtol=1e-5, atol=1e-5)
+    d = np.empty((5, 7), np.float32)
+    blas.sgemm(a[:, :4], big[:, 10:14], d, trans_b=True)
+    assert np.allclose(d, a[:, :4] @ big[:, 10:14].T, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="do not match"):
+        blas.sgemm(a, b, c)
+    with pytest.raises(ValueError, match="float32"):
+        blas.sgemm(a.astype(np.float64), big[:9], c)
+    with pytest.raises(ValueError, match="contiguous"):
+        blas.sgemm(a[:, ::2], big[:5], c)
+    assert "sgemm" in blas.describe()
+
+
+def test_shifted_conv_refuses_a_kernel_larger_than_the_padded_image():
+    from kernels.shifted import ShiftedConv
+    with pytest.raises(ValueError, match="does not fit"):
+        ShiftedConv(2, 3, 3, 4, 5, 5, 0, 0)
 
 
 @pytest.mark.parametrize("bias", [True, False])
