@@ -225,6 +225,44 @@ def test_torch_mirror_computes_the_same_forward():
     assert np.allclose(ours, theirs, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.skipif(not __import__("perfmodel.measure.peers").measure.peers.torch_available(),
+                    reason="the peers extra (torch) is not installed")
+@pytest.mark.parametrize("shifted", [True, False], ids=["shifted", "im2col"])
+def test_conv_and_fused_pool_gradients_agree_with_torch(shifted, monkeypatch):
+    """Forward and all gradients of a per-image convolution (both data-gradient paths) and
+    of a max-pool with its ReLU fused in, against torch's autograd, to 1e-4."""
+    import numpy as np
+    import torch
+
+    import kernels
+    from kernels import conv
+    monkeypatch.setattr(conv, "PER_IMAGE_PIXELS", 1)
+    monkeypatch.setattr(conv.blas, "AVAILABLE", shifted and conv.blas.AVAILABLE)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 5, 20, 18)).astype(np.float32)
+    layer = kernels.Conv2d(5, 7, 3, 1, 1, seed=3)
+    pool = kernels.MaxPool2d(2, 2)
+    pool.relu_input = True
+    y = pool.forward(layer.forward(x))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = layer.backward(pool.backward(dy))
+
+    xt = torch.from_numpy(x).requires_grad_()
+    ref = torch.nn.Conv2d(5, 7, 3, 1, 1)
+    with torch.no_grad():
+        ref.weight.copy_(torch.from_numpy(layer.weight))
+        ref.bias.copy_(torch.from_numpy(layer.bias))
+    yt = torch.nn.functional.max_pool2d(torch.relu(ref(xt)), 2, 2)
+    yt.backward(torch.from_numpy(dy))
+
+    def close(ours, theirs):
+        theirs = theirs.detach().numpy()
+        return np.abs(ours - theirs).max() <= 1e-4 * max(np.abs(theirs).max(), 1.0)
+
+    assert close(y, yt) and close(dx, xt.grad)
+    assert close(layer.grad_weight, ref.weight.grad) and close(layer.grad_bias, ref.bias.grad)
+
+
 def test_interleaved_steps_alternate_and_pair_each_round():
     """Each round runs ours, then every peer in order; a slow spell that hits one round
     scales both sides of that round's ratio, so the paired ratio stays put where a ratio
