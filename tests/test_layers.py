@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 import kernels as K
+from kernels import blas
 from tests import reference as R
+
+#: the shifted-GEMM data gradient runs only where numpy's BLAS exports a CBLAS sgemm
+NEEDS_SGEMM = pytest.mark.skipif(not blas.AVAILABLE,
+                                 reason="numpy's BLAS exports no CBLAS sgemm known to "
+                                        "kernels.blas: the shifted path cannot run")
 
 RTOL = 1e-4
 
@@ -30,16 +36,15 @@ CONV_CASES = [
 ]
 
 
-@pytest.mark.parametrize("shifted", [True, False], ids=["shifted", "im2col"])
+@pytest.mark.parametrize("shifted", [pytest.param(True, marks=NEEDS_SGEMM), False],
+                         ids=["shifted", "im2col"])
 @pytest.mark.parametrize("per_image_pixels", [1 << 30, 1], ids=["batched", "per-image"])
 @pytest.mark.parametrize("case", CONV_CASES)
 def test_conv2d_matches_reference(case, per_image_pixels, shifted, monkeypatch):
     """Both GEMM layouts: images gathered into one GEMM with layout passes, and one GEMM per
     image writing NCHW with the bias folded into it (kernels.conv.PER_IMAGE_PIXELS); per
     image, the stride-1 data gradient as shifted GEMMs (kernels.shifted) or im2col + GEMM."""
-    from kernels import blas, conv
-    if shifted and not blas.AVAILABLE:
-        pytest.skip(f"no CBLAS sgemm in numpy's BLAS: {blas.describe()}")
+    from kernels import conv
     monkeypatch.setattr(conv, "PER_IMAGE_PIXELS", per_image_pixels)
     monkeypatch.setattr(conv.blas, "AVAILABLE", shifted)
     n, ci, co, h, w, k, s, p = case
@@ -62,10 +67,8 @@ def test_conv2d_matches_reference(case, per_image_pixels, shifted, monkeypatch):
     assert rel_err(layer.grad_bias, rdb) < RTOL
 
 
-@pytest.mark.skipif(not __import__("kernels.blas").blas.AVAILABLE,
-                    reason="numpy's BLAS exports no CBLAS sgemm known to kernels.blas")
+@NEEDS_SGEMM
 def test_sgemm_takes_strided_views_transposes_and_accumulates():
-    from kernels import blas
     rng = np.random.default_rng(4)
     a = rng.standard_normal((5, 9)).astype(np.float32)
     big = rng.standard_normal((7, 20)).astype(np.float32)
