@@ -507,7 +507,6 @@ class Conv2d(_ConvBase):
         self.last_backward_s = {"backward_data": data.total_s, "backward_weight": wt.total_s}
         return dx
 
-
     def _shifted_data_conv(self, dy_shape: tuple[int, int, int], ci: int,
                            dtype) -> ShiftedConv:
         """The data gradient's :class:`ShiftedConv` for one image's gradient of ``dy_shape``
