@@ -13,6 +13,7 @@ against another BLAS), :data:`AVAILABLE` is False and the callers keep their num
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 
 import numpy as np
 from threadpoolctl import threadpool_info
@@ -24,22 +25,29 @@ _SYMBOLS = (("scipy_cblas_sgemm64_", ctypes.c_int64), ("cblas_sgemm64_", ctypes.
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 
-def _find() -> tuple[object | None, str]:
+def _bind(lib: ctypes.CDLL) -> tuple[Callable | None, str]:
+    """The first CBLAS sgemm of :data:`_SYMBOLS` that ``lib`` exports, typed, and its name."""
+    for name, integer in _SYMBOLS:
+        fn = getattr(lib, name, None)
+        if fn is None:
+            continue
+        p, f = ctypes.c_void_p, ctypes.c_float
+        fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, integer, integer, integer,
+                       f, p, integer, p, integer, f, p, integer]
+        fn.restype = None
+        return fn, name
+    return None, ""
+
+
+def _find() -> tuple[Callable | None, str]:
     for info in threadpool_info():
         if info.get("user_api") != "blas" or info.get("internal_api") != "openblas":
             continue
         try:
-            lib = ctypes.CDLL(info["filepath"])
+            fn, name = _bind(ctypes.CDLL(info["filepath"]))
         except OSError:
             continue
-        for name, integer in _SYMBOLS:
-            fn = getattr(lib, name, None)
-            if fn is None:
-                continue
-            p, f = ctypes.c_void_p, ctypes.c_float
-            fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, integer, integer, integer,
-                           f, p, integer, p, integer, f, p, integer]
-            fn.restype = None
+        if fn is not None:
             return fn, f"{name} from {info['filepath'].rsplit('/', 1)[-1]}"
     return None, "none: numpy's BLAS exports no CBLAS sgemm known here"
 
@@ -73,6 +81,35 @@ def sgemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, beta: float = 0.0,
     where :data:`AVAILABLE` is False and ValueError on shapes or layouts it cannot take."""
     if _SGEMM is None:
         raise RuntimeError(f"kernels.blas.sgemm: {_WHERE}")
+    _call(_SGEMM, a, b, c, beta, trans_b)
+
+
+def load_cblas(path: str, threads: int) -> Callable[..., None]:
+    """:func:`sgemm` through another library's CBLAS sgemm (e.g. MKL's ``libmkl_rt.so``), for
+    comparing BLAS libraries at the kernels' GEMM shapes; its thread count is set to
+    ``threads`` where it exports MKL's or OpenBLAS's setter. Raises ValueError if the file
+    does not load or exports no CBLAS sgemm."""
+    try:
+        lib = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+    except OSError as e:
+        raise ValueError(f"{path}: does not load as a shared library ({e})") from None
+    fn, _ = _bind(lib)
+    if fn is None:
+        raise ValueError(f"{path}: exports no CBLAS sgemm (allowed: "
+                         f"{', '.join(n for n, _ in _SYMBOLS)})")
+    for setter in ("MKL_Set_Num_Threads", "openblas_set_num_threads"):
+        if hasattr(lib, setter):
+            getattr(lib, setter)(int(threads))
+
+    def other(a: np.ndarray, b: np.ndarray, c: np.ndarray, beta: float = 0.0,
+              trans_b: bool = False) -> None:
+        _call(fn, a, b, c, beta, trans_b)
+
+    return other
+
+
+def _call(fn: Callable, a: np.ndarray, b: np.ndarray, c: np.ndarray, beta: float,
+          trans_b: bool) -> None:
     lda, ldb, ldc = _rows(a, "a"), _rows(b, "b"), _rows(c, "c")
     m, k = a.shape
     kb, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
@@ -81,5 +118,5 @@ def sgemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, beta: float = 0.0,
                          f"-> {c.shape} do not match")
     if not c.flags.writeable:
         raise ValueError("sgemm: c is read-only")
-    _SGEMM(_ROW_MAJOR, _NO_TRANS, _TRANS if trans_b else _NO_TRANS, m, n, k, 1.0,
-           a.ctypes.data, lda, b.ctypes.data, ldb, float(beta), c.ctypes.data, ldc)
+    fn(_ROW_MAJOR, _NO_TRANS, _TRANS if trans_b else _NO_TRANS, m, n, k, 1.0,
+       a.ctypes.data, lda, b.ctypes.data, ldb, float(beta), c.ctypes.data, ldc)

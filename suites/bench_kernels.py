@@ -113,6 +113,58 @@ class TorchRatio:
     track_ratio_to_torch.unit = "ratio"
 
 
+#: the HEP step's GEMM shapes at 224x224, one image: (M, K, N, B transposed)
+HEP_GEMMS = {
+    "conv1 forward": (128, 28, 50176, False),
+    "conv1 weight gradient": (128, 50176, 28, True),
+    "conv2 forward": (128, 1153, 12544, False),
+    "conv2 weight gradient": (128, 12544, 1153, True),
+    "conv4 forward": (128, 1153, 784 * 8, False),
+    "sgemm 2048": (2048, 2048, 2048, False),
+}
+
+
+class OtherBLAS:
+    """#29: is another CBLAS faster than numpy's OpenBLAS at the HEP step's GEMM shapes? Set
+    ``PERFMODEL_OTHER_CBLAS`` to the library (e.g. ``libmkl_rt.so.3`` from MKL's wheel);
+    skipped otherwise. Its GFLOP/s over numpy's OpenBLAS's, each the best of 3 calls, same
+    process and threads; setup checks that both compute the same product."""
+
+    params = list(HEP_GEMMS)
+    param_names = ["gemm"]
+    timeout = 300
+    number = 1
+    repeat = 1
+
+    def setup(self, gemm):
+        import os
+
+        from kernels import blas
+
+        path = os.environ.get("PERFMODEL_OTHER_CBLAS")
+        if not path:
+            raise NotImplementedError("PERFMODEL_OTHER_CBLAS is not set")
+        if not blas.AVAILABLE:
+            raise NotImplementedError(blas.describe())
+        kernels.set_num_threads(common.threads())
+        other = blas.load_cblas(path, common.threads())
+        m, k, n, tb = HEP_GEMMS[gemm]
+        rng = np.random.default_rng(common.SEED)
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
+        c, c2 = np.empty((m, n), np.float32), np.empty((m, n), np.float32)
+        ours = common.best_of(lambda: blas.sgemm(a, b, c, trans_b=tb))
+        theirs = common.best_of(lambda: other(a, b, c2, trans_b=tb))
+        if not np.allclose(c, c2, rtol=1e-3, atol=1e-3 * np.abs(c).max()):
+            raise RuntimeError(f"{path} and numpy's OpenBLAS disagree on {gemm}")
+        self.ratio = ours / theirs
+
+    def track_speed_over_numpy_blas(self, gemm):
+        return self.ratio
+
+    track_speed_over_numpy_blas.unit = "ratio"
+
+
 class Compile:
     """JIT cost apart from run time: a first call of the conv kernels in a fresh process."""
 

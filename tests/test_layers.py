@@ -88,6 +88,35 @@ def test_sgemm_takes_strided_views_transposes_and_accumulates():
     assert "sgemm" in blas.describe()
 
 
+@NEEDS_SGEMM
+def test_another_cblas_loads_and_computes_the_same_product(monkeypatch):
+    """kernels.blas.load_cblas, here on numpy's own OpenBLAS, and the asv suite that compares
+    another BLAS with it at the HEP step's GEMM shapes."""
+    import ctypes.util
+
+    from threadpoolctl import threadpool_info
+
+    from suites import bench_kernels
+    path = next(i["filepath"] for i in threadpool_info() if i.get("user_api") == "blas")
+    other = blas.load_cblas(path, 1)
+    rng = np.random.default_rng(6)
+    a, b = (rng.standard_normal(s).astype(np.float32) for s in ((6, 5), (5, 7)))
+    c = np.empty((6, 7), np.float32)
+    other(a, b, c)
+    assert np.allclose(c, a @ b, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="does not load"):
+        blas.load_cblas("/nonexistent/libblas.so", 1)
+    with pytest.raises(ValueError, match="exports no CBLAS sgemm"):
+        blas.load_cblas(ctypes.util.find_library("m") or "libm.so.6", 1)
+    monkeypatch.setenv("PERFMODEL_OTHER_CBLAS", path)
+    bench = bench_kernels.OtherBLAS()
+    bench.setup("conv4 forward")
+    assert bench.track_speed_over_numpy_blas("conv4 forward") > 0
+    monkeypatch.delenv("PERFMODEL_OTHER_CBLAS")
+    with pytest.raises(NotImplementedError, match="PERFMODEL_OTHER_CBLAS"):
+        bench.setup("conv4 forward")
+
+
 def test_shifted_conv_refuses_a_kernel_larger_than_the_padded_image():
     from kernels.shifted import ShiftedConv
     with pytest.raises(ValueError, match="does not fit"):
