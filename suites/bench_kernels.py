@@ -113,7 +113,8 @@ class TorchRatio:
     track_ratio_to_torch.unit = "ratio"
 
 
-#: the HEP step's GEMM shapes at 224x224, one image: (M, K, N, B transposed)
+#: the HEP step's GEMM shapes at 224x224, batch 8: (M, K, N, B transposed); conv1-conv2 run
+#: one GEMM per image, conv4 one for the batch's 8 images of 28x28
 HEP_GEMMS = {
     "conv1 forward": (128, 28, 50176, False),
     "conv1 weight gradient": (128, 50176, 28, True),

@@ -130,13 +130,6 @@ def torch_step(net: kernels.Net, x: np.ndarray, y: Any, threads: int, channels_l
     return step
 
 
-def measure_step(net: kernels.Net, x: np.ndarray, y: Any, threads: int, channels_last: bool,
-                 repeats: int = 5, warmup: int = 1) -> Repeats:
-    """Median-able step times (s) of the torch mirror of ``net`` on the batch (x, y)."""
-    step = torch_step(net, x, y, threads, channels_last, warmup)
-    return Repeats([step() for _ in range(repeats)])
-
-
 @dataclass
 class Interleaved:
     """Steps timed in rounds, ours then each peer's, so that a slow spell of a shared
