@@ -22,6 +22,13 @@ many of the runs that published e <= 0.85 it predicts within 15%.
 
 This is a development set: it shows which mechanisms the model lacks. A mechanism comes with
 its own cited source and applies to every case alike; no case has a knob of its own.
+
+Measured inputs come from the case's own source where it publishes them, by one rule for all:
+the device rate from its one-device run, and ``busy_rate_fraction`` (a device's rate with all
+of its node's devices training) from its one-node run over devices_per_node times that, when
+the case spans several nodes (a one-node case's node rate is its outcome, so it takes the
+cited default instead). The efficiency is against the source's own baseline, on the same
+hardware as the run.
 """
 
 from __future__ import annotations
