@@ -75,3 +75,26 @@ def test_a_bad_case_is_an_error_naming_it(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "bad.toml" in err and "case.efficiency" in err and "Traceback" not in err
     assert main(["published", "--cases", str(tmp_path / "none")]) == 2
+
+
+def test_one_case_in_full_matches_the_set_and_explains_the_run(report, capsys):
+    name = "horovod-issue396-tcp25-resnet50-64"
+    row = next(c for c in report["cases"] if c["case"] == name)
+    assert main(["published", "--case", name, "--timeline", "--json"]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert one["predicted"] == pytest.approx(row["predicted"])
+    assert one["published"] == row["published"] and one["baseline_devices"] == 8
+    p = one["prediction"]
+    assert p["configuration"]["workers"] == 64 and p["timeline"]["schedule"]
+    assert main(["published", "--case", name]) == 0
+    text = capsys.readouterr().out
+    assert "against 8 devices: published 0.452" in text and "step breakdown" in text
+    assert "step timeline" not in text
+
+
+def test_an_unknown_case_or_a_timeline_without_one_is_a_clear_error(capsys):
+    assert main(["published", "--case", "horovod"]) == 2
+    err = capsys.readouterr().err
+    assert "--case 'horovod'" in err and "horovod-issue396-tcp25-resnet50-64" in err
+    assert main(["published", "--timeline"]) == 2
+    assert "--timeline needs --case" in capsys.readouterr().err

@@ -111,6 +111,14 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(p, indent=2))
         return 0
+    print_prediction(p, source)
+    return 0
+
+
+def print_prediction(p: dict, source: str) -> None:
+    """A prediction (:func:`perfmodel.model.predict.predict`, with its ``timeline`` when one
+    was asked for) as terminal tables: the figures with their intervals, the step's breakdown
+    and assumptions, then the timeline's messages."""
     cfg = p["configuration"]
     print(f"{source}: {cfg['strategy']}, {cfg['workers']} workers, {cfg['groups']} group(s), "
           f"{cfg['servers']} parameter server(s), local batch {cfg['batch']}")
@@ -126,28 +134,27 @@ def run_predict(args: argparse.Namespace) -> int:
         f"{k[:-2]} {p['breakdown'][k] * 1e3:.2f} ms" for k in BREAKDOWN))
     for line in p["assumptions"]:
         print(f"assumed: {line}")
-    if args.timeline:
-        tl = p["timeline"]
-        rows = tl["schedule"]
-        shown = rows if len(rows) <= 12 else rows[:6] + rows[-6:]
-        trip = "; each with the root's server round trip" if tl["servers"] else ""
-        print(f"\nstep timeline ({tl['messages']} messages, overlap "
-              f"{'on' if tl['overlap'] else 'off'}; group of {tl['group_size']:g}{trip}): "
-              "compute "
-              f"{tl['compute_s'] * 1e3:.2f} ms, communication {tl['communication_s'] * 1e3:.2f}"
-              f" ms, exposed after backward {tl['exposed_s'] * 1e3:.2f} ms, overlapped "
-              f"compute slowed by {tl['overlap_s'] * 1e3:.2f} ms")
-        print(table(["message", "MB", "ready ms", "start ms", "end ms", "exposed ms"],
-                    [[r["message"], f"{r['bytes'] / 1e6:.3g}", f"{r['ready_s'] * 1e3:.2f}",
-                      f"{r['start_s'] * 1e3:.2f}", f"{r['end_s'] * 1e3:.2f}",
-                      f"{r['exposed_s'] * 1e3:.2f}"] for r in shown]))
-        if len(rows) > len(shown):
-            print(f"({len(rows) - len(shown)} messages in the middle not shown; --json has "
-                  "all)")
-        if tl["pull_s"] > 0:
-            print(f"before the forward: every worker pulls all the weights from the servers, "
-                  f"{tl['pull_s'] * 1e3:.2f} ms (training.ps_pull = 'step-start'; in ps)")
-    return 0
+    if "timeline" not in p:
+        return
+    tl = p["timeline"]
+    rows = tl["schedule"]
+    shown = rows if len(rows) <= 12 else rows[:6] + rows[-6:]
+    trip = "; each with the root's server round trip" if tl["servers"] else ""
+    print(f"\nstep timeline ({tl['messages']} messages, overlap "
+          f"{'on' if tl['overlap'] else 'off'}; group of {tl['group_size']:g}{trip}): "
+          "compute "
+          f"{tl['compute_s'] * 1e3:.2f} ms, communication {tl['communication_s'] * 1e3:.2f}"
+          f" ms, exposed after backward {tl['exposed_s'] * 1e3:.2f} ms, overlapped "
+          f"compute slowed by {tl['overlap_s'] * 1e3:.2f} ms")
+    print(table(["message", "MB", "ready ms", "start ms", "end ms", "exposed ms"],
+                [[r["message"], f"{r['bytes'] / 1e6:.3g}", f"{r['ready_s'] * 1e3:.2f}",
+                  f"{r['start_s'] * 1e3:.2f}", f"{r['end_s'] * 1e3:.2f}",
+                  f"{r['exposed_s'] * 1e3:.2f}"] for r in shown]))
+    if len(rows) > len(shown):
+        print(f"({len(rows) - len(shown)} messages in the middle not shown; --json has all)")
+    if tl["pull_s"] > 0:
+        print(f"before the forward: every worker pulls all the weights from the servers, "
+              f"{tl['pull_s'] * 1e3:.2f} ms (training.ps_pull = 'step-start'; in ps)")
 
 
 INTERVALS_UP_TO = 200_000  # configurations x corners evaluated for intervals by default

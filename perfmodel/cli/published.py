@@ -8,7 +8,9 @@ from pathlib import Path
 
 from ..judge import published as P
 from ..judge import ttt as T
-from ..ui import ProgressBar, table
+from ..model.predict import predict, step_timeline
+from ..ui import ProgressBar, UserError, table
+from .model import print_prediction
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,13 +22,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ttt", action="store_true", help="the time-to-train set instead: "
                    "published MLPerf runs' epochs and time to train against the convergence "
                    "and throughput models (perfmodel/judge/ttt/)")
+    p.add_argument("--case", default=None, metavar="NAME",
+                   help="one case in full: its source and quote, the published and predicted "
+                        "efficiency, and the run's step breakdown as perfmodel predict prints "
+                        "it (NAME: the file name without .toml, as the table lists it)")
+    p.add_argument("--timeline", action="store_true", help="with --case: also the run's step "
+                   "timeline (each message's ready, start and end against backward)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run_published(args: argparse.Namespace) -> int:
     folder = Path(args.cases) if args.cases else None
+    if args.timeline and not args.case:
+        raise UserError("--timeline needs --case NAME (the timeline of one case's run)")
     if args.ttt:
         return _run_ttt(args, folder)
+    if args.case:
+        return _run_case(args, folder)
     bar = ProgressBar(len(P.case_paths(folder)), "published",
                       enabled=False if args.no_progress else None)
     cases = P.run(folder, progress=bar)
@@ -53,6 +65,30 @@ def run_published(args: argparse.Namespace) -> int:
     print(f"runs that published e <= {P.LOW_EFFICIENCY:g} predicted within "
           f"{100 * P.WITHIN:.0f}%: {s['low_efficiency_within']} of "
           f"{s['low_efficiency_cases']}")
+    return 0
+
+
+def _run_case(args: argparse.Namespace, folder: Path | None) -> int:
+    case = P.predict_case(P.load_case(P.case_path(args.case, folder)))
+    p = predict(case.scenario)
+    if args.timeline:
+        p["timeline"] = step_timeline(case.scenario)
+    head = dict(case=case.name, title=case.title, source=case.source, where=case.where,
+                quote=case.quote, efficiency_how=case.how, devices=case.devices,
+                baseline_devices=case.baseline_devices, published=case.published,
+                predicted=case.predicted, low=case.low, high=case.high, error=case.error)
+    if args.json:
+        print(json.dumps(dict(head, prediction=p), indent=2, default=float))
+        return 0
+    print(f"{case.name}: {case.title}\nsource: {case.source}\nwhere: {case.where}\n"
+          f"quote: {case.quote}")
+    vs = "one device" if case.baseline_devices == 1 else f"{case.baseline_devices} devices"
+    print(f"\nefficiency against {vs}: published {case.published:.3f}"
+          f"{f' ({case.how})' if case.how else ''}; predicted {case.predicted:.3f} "
+          f"[{case.low:.3f}, {case.high:.3f}], error {100 * case.error:+.1f}%")
+    print("\nThe run at the nominal inputs (its efficiency row is against one device of the "
+          "same scenario, not the case's baseline):")
+    print_prediction(p, case.name)
     return 0
 
 

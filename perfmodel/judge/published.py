@@ -67,6 +67,7 @@ class Case:
     baseline_batch: int | None
     scenario: dict
     measure: str = "sustained"
+    how: str = ""           # how the published efficiency was read (efficiency_how)
     devices: int = 0
     predicted: float = float("nan")
     low: float = float("nan")
@@ -126,6 +127,7 @@ def load_case(path: Path) -> Case:
                         f"{cfg['workers']} workers and be fewer")
     return Case(name=path.stem, title=meta.get("title", path.stem), source=meta["source"],
                 where=meta.get("where", ""), quote=meta["quote"], published=float(e),
+                how=meta.get("efficiency_how", ""),
                 baseline_devices=base, baseline_batch=meta.get("baseline_batch_per_worker"),
                 scenario=s, devices=int(cfg["workers"]), measure=measure)
 
@@ -154,6 +156,17 @@ def predict_case(case: Case) -> Case:
         effs.append(float(thr[0] / (run["workers"] / base["workers"] * thr[1])))
     case.predicted, case.low, case.high = effs[0], min(effs), max(effs)
     return case
+
+
+def case_path(name: str, folder: Path | None = None) -> Path:
+    """The file of the case called ``name`` (its file name without .toml), or a UserError
+    that names the cases it could have meant."""
+    paths = {p.stem: p for p in case_paths(folder)}
+    if name in paths:
+        return paths[name]
+    near = [n for n in paths if name in n] or sorted(paths)
+    raise UserError(f"--case {name!r}: no such case under {folder or case_dir()} (allowed: "
+                    f"{', '.join(near[:12])}{', ...' if len(near) > 12 else ''})")
 
 
 def run(folder: Path | None = None, progress=None) -> list[Case]:
