@@ -105,14 +105,19 @@ def legends_off_the_data(fig) -> None:
 def save_figure(fig, out: Path, name: str) -> str:
     """Write ``fig`` as ``out/name`` (PNG) and close it. Log axes get plain tick labels
     (2, 5, 20, not 2x10^0): a report is read by people, not parsed. Legends at the figure's
-    right edge move outside the axes (:func:`legends_off_the_data`)."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # loaded already
+    right edge move outside the axes (:func:`legends_off_the_data`). An axis whose ticks the
+    figure placed itself (``set_xticks``) keeps them, without minor ticks."""
+    from matplotlib.ticker import (FixedLocator, FuncFormatter, LogLocator,  # loaded already
+                                   NullFormatter, NullLocator)
 
     plain = FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1e4 else f"{v:g}")
     for ax in fig.axes:
         for axis, scale, lim in ((ax.xaxis, ax.get_xscale(), ax.get_xlim()),
                                  (ax.yaxis, ax.get_yscale(), ax.get_ylim())):
             if scale != "log":
+                continue
+            if isinstance(axis.get_major_locator(), FixedLocator):
+                axis.set_minor_locator(NullLocator())
                 continue
             axis.set_major_formatter(plain)
             decades = math.log10(max(lim) / max(min(lim), 1e-300))

@@ -100,8 +100,13 @@ def node_sections(df: pd.DataFrame, out: Path) -> list[Section]:
         fig, ax = plt.subplots(figsize=(6.5, 4))
         sns.lineplot(data=s, x="batch", y="value", hue="config", marker="o", ax=ax,
                      errorbar=None)
+        for line, (_, g) in zip(ax.get_lines(), s.sort_values("batch").groupby("config")):
+            ax.fill_between(g.batch, g["min"], g["max"], color=line.get_color(), alpha=0.15,
+                            linewidth=0)
+        batches = sorted(s.batch.unique())
         ax.set(xscale="log", xlabel="local batch", ylabel="samples/s",
                title="training rate vs local batch")
+        ax.set_xticks(batches, [f"{b:g}" for b in batches])
         f3 = save_figure(fig, out, "node_rate_vs_batch.png")
         write_csv(s[["subject", "image_size", "threads", "batch", "value", "min", "max"]]
                   .rename(columns={"value": "samples_per_s", "min": "min_samples_per_s",
@@ -111,7 +116,9 @@ def node_sections(df: pd.DataFrame, out: Path) -> list[Section]:
                             tables=["node_rate_vs_batch.csv"],
                             captions={f3: "Samples/s of a training step against the local "
                                           "batch: the node profile the throughput model "
-                                          "interpolates (median of the timed steps)."}))
+                                          "interpolates (median of the timed steps; the band "
+                                          "spans the slowest to the fastest step, so on a "
+                                          "shared machine read the line, not one step)."}))
     peer = df[df.what == "ratio"]
     if not peer.empty and (peer.phase == "step").any():
         r = peer[peer.phase == "step"][["subject", "implementation", "batch", "value"]]
