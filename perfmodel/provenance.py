@@ -43,10 +43,13 @@ def versions() -> str:
     out.append(f"numba_threading={threading_layer()}")
     out.append(f"openblas_thread_timeout={EFFECTIVE}")
     try:
-        blas = [f"{i['internal_api']}-{i['version']}" for i in threadpool_info()
-                if i.get("user_api") == "blas"]
+        blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
         if blas:
-            out.append(f"blas={blas[0]}")
+            out.append(f"blas={blas[0]['internal_api']}-{blas[0]['version']}")
+            # the kernels the library chose for this CPU (OpenBLAS: Haswell, SkylakeX,
+            # Cooperlake, SapphireRapids, Zen...): what an AVX-512 host's sgemm peak runs
+            if blas[0].get("architecture"):
+                out.append(f"blas_kernels={blas[0]['architecture']}")
         # the conv data gradient's path: shifted GEMMs through this CBLAS sgemm, or im2col
         out.append("conv_shifted_sgemm=" + (kernel_blas.describe().split(" ")[0]
                                              if kernel_blas.AVAILABLE else "none"))

@@ -55,6 +55,8 @@ def machine_line(df: pd.DataFrame) -> str:
     vers = dict(kv.split("=", 1) for kv in str(r.versions).split(";") if "=" in kv)
     keep = ", ".join(f"{k} {vers[k]}" for k in ("python", "numpy", "numba", "mpi4py", "blas")
                      if k in vers)
+    if "blas_kernels" in vers:
+        keep += f" ({vers['blas_kernels']} kernels)"
     mpi = next((m for m in df.mpi_library.astype(str) if m and m != "nan"), "not used")
     return (f"Measured on {r.host}: {r.cpu_model}, {int(r.cores)} cores; {keep}; "
             f"MPI {mpi}; commit {str(r.git_commit)[:12]}; {when} "
