@@ -44,12 +44,14 @@ from ..ui import UserError
 from .interval import Interval
 
 TRANSPORTS = ("rdma", "tcp", "grpc")
-#: the published shares of line rate a TCP transport reached (module docstring: the sources)
-TCP_READINGS = (0.32, 0.52, 0.84)
+#: the published shares of line rate each transport reached (module docstring: the sources);
+#: the default is their range, with their median as the nominal value
+READINGS = {"rdma": (1.0,), "tcp": (0.32, 0.52, 0.84), "grpc": (0.24, 0.41)}
+TCP_READINGS = READINGS["tcp"]
 #: (low, high) share of line rate a TCP transport reaches
 TCP_WIRE_EFFICIENCY = (min(TCP_READINGS), max(TCP_READINGS))
-#: (low, high) share of line rate TensorFlow's gRPC transport reaches (module docstring)
-GRPC_WIRE_EFFICIENCY = (0.24, 0.41)
+#: (low, high) share of line rate TensorFlow's gRPC transport reaches
+GRPC_WIRE_EFFICIENCY = (min(READINGS["grpc"]), max(READINGS["grpc"]))
 GRADIENT_BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0}
 
 
@@ -57,10 +59,8 @@ def fill_defaults(c: dict[str, Any], source: str) -> None:
     """Fill ``wire_efficiency`` from the transport when unset, and check the ranges of the
     mechanisms' keys (each an Interval)."""
     if c["wire_efficiency"] is None:
-        lo, hi = {"rdma": (1.0, 1.0), "tcp": TCP_WIRE_EFFICIENCY,
-                  "grpc": GRPC_WIRE_EFFICIENCY}[c["transport"]]
-        nominal = statistics.median(TCP_READINGS) if c["transport"] == "tcp" else (lo + hi) / 2
-        c["wire_efficiency"] = Interval(nominal, lo, hi)
+        r = READINGS[c["transport"]]
+        c["wire_efficiency"] = Interval(statistics.median(r), min(r), max(r))
     for key, lo, hi, what in (("wire_efficiency", 0.0, 1.0, "0 < share <= 1 of line rate"),
                               ("busy_rate_fraction", 0.0, 1.0, "0 < fraction <= 1"),
                               ("fabric_slowdown", 1.0, float("inf"), ">= 1")):
