@@ -71,3 +71,22 @@ def test_a_result_log_gives_the_values_a_case_states(tmp_path):
     aborted = M.parse(log.replace('"success"', '"aborted"'))
     s = M.summarize([r, r, aborted])
     assert s["runs"] == 2 and s["epochs"] == 36
+
+
+def test_a_result_log_gives_the_training_rate_of_its_steady_epochs(capsys, tmp_path):
+    from perfmodel.judge import mlperf_logs as M
+
+    def line(key, t, e):
+        return ":::MLLOG " + json.dumps(dict(key=key, value=None, time_ms=t,
+                                             metadata=dict(epoch_num=e)))
+
+    # epochs of 10, 8, 6 s (warm-up, left out), then 4, 5 and 4 s
+    durations, t, lines = (10, 8, 6, 4, 5, 4), 0, []
+    for e, d in enumerate(durations):
+        lines += [line("epoch_start", t, e), line("epoch_stop", t + 1000 * d, e)]
+        t += 1000 * d
+    r = M.parse("\n".join(lines))
+    assert r["samples_per_s"] == pytest.approx(M.IMAGENET_TRAIN / 4)
+    assert M.parse("")["samples_per_s"] is None
+    assert M.main([str(tmp_path / "none.txt")]) == 2 and M.main(["--help"]) == 2
+    assert "cannot read" in capsys.readouterr().err
