@@ -90,7 +90,9 @@ def node_sections(df: pd.DataFrame, out: Path) -> list[Section]:
                       "against the measured peaks (dashed): the convolutions carry the step; "
                       "element-wise layers are bound by memory, not FLOPs.",
                   f2: "Each layer's rate against its arithmetic intensity (compulsory bytes "
-                      "only): points far below the roofline leave speed on the table."}))
+                      "only): points far below the roofline leave speed on the table. The "
+                      "slope is main-memory (triad) bandwidth: a layer whose data stay in "
+                      "cache can sit above it."}))
     steps = node[(node.what == "step") & (node.metric == "sample_rate")]
     if steps.empty:
         secs.append(Section("Node: rate vs batch", missing="no step rows"))
