@@ -12,6 +12,8 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import llvmlite.binding as llvm
+from numba import config as numba_config
 from threadpoolctl import threadpool_info
 
 from kernels import blas as kernel_blas
@@ -33,6 +35,12 @@ def cpu_model() -> str:
 
 
 @functools.cache
+def numba_cpu() -> str:
+    """The CPU name Numba passes to LLVM: ``NUMBA_CPU_NAME`` if set, else the host's."""
+    return numba_config.CPU_NAME or llvm.get_host_cpu_name()
+
+
+@functools.cache
 def versions() -> str:
     out = [f"python={platform.python_version()}"]
     for lib in _LIBS:
@@ -41,6 +49,9 @@ def versions() -> str:
         except md.PackageNotFoundError:
             pass
     out.append(f"numba_threading={threading_layer()}")
+    # the LLVM target Numba compiles the kernels for (znver3, skylake-avx512, sapphirerapids...):
+    # its name sets the vector ISA and LLVM's preferred vector width
+    out.append(f"numba_cpu={numba_cpu()}")
     out.append(f"openblas_thread_timeout={EFFECTIVE}")
     try:
         blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]

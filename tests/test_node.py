@@ -10,12 +10,16 @@ import sys
 import time
 from pathlib import Path
 
+import llvmlite.binding as llvm
+import pandas as pd
 import pytest
 
+from perfmodel import provenance
 from perfmodel import results as R
 from perfmodel.cli import main
 from perfmodel.measure.node import build_net, measure_step
 from perfmodel.provenance import run_base
+from perfmodel.report.build import machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,6 +29,18 @@ def _rows(n=3):
     return [R.make_row(base, what="step", subject="hep", phase="step", metric="time",
                        value=0.5 + i, unit="s", min=0.4, max=0.7 + i, repeats=3, batch=8,
                        image_size=64, flop=1e9, implementation="numba") for i in range(n)]
+
+
+def test_provenance_names_the_numba_target(monkeypatch):
+    """The LLVM target the kernels were compiled for is recorded: NUMBA_CPU_NAME where set
+    (as Numba reads it), else the host CPU, and the report's machine line shows it."""
+    monkeypatch.setattr(provenance.numba_config, "CPU_NAME", None)
+    assert provenance.numba_cpu.__wrapped__() == llvm.get_host_cpu_name()
+    monkeypatch.setattr(provenance.numba_config, "CPU_NAME", "skylake-avx512")
+    assert provenance.numba_cpu.__wrapped__() == "skylake-avx512"
+    assert f"numba_cpu={provenance.numba_cpu()}" in provenance.versions().split(";")
+    df = pd.DataFrame(_rows(1)).assign(versions="numba=0.68.1;numba_cpu=sapphirerapids")
+    assert "Numba target sapphirerapids" in machine_line(df)
 
 
 def test_schema_round_trips(tmp_path):

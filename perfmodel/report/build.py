@@ -57,6 +57,8 @@ def machine_line(df: pd.DataFrame) -> str:
                      if k in vers)
     if "blas_kernels" in vers:
         keep += f" ({vers['blas_kernels']} kernels)"
+    if "numba_cpu" in vers:
+        keep += f", Numba target {vers['numba_cpu']}"
     mpi = next((m for m in df.mpi_library.astype(str) if m and m != "nan"), "not used")
     return (f"Measured on {r.host}: {r.cpu_model}, {int(r.cores)} cores; {keep}; "
             f"MPI {mpi}; commit {str(r.git_commit)[:12]}; {when} "
