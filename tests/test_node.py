@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -175,6 +176,12 @@ def test_quick_run_writes_a_valid_file(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "GFLOP/s" in printed and '"samples_per_s"' in printed
     assert "where the time goes" in printed and '"pool_wakeup_s"' in printed
+    summary = json.loads(printed[printed.index("\n{") + 1:])
+    sgemm = summary["peak_sgemm_flops"]
+    shares = summary["layer_sgemm_fraction"]
+    assert {"conv1", "conv5", "fc1"} <= set(shares) and "relu1" not in shares  # fused: in the pool
+    assert all(math.isclose(shares[k], v / sgemm) for k, v in summary["layer_flops"].items())
+    assert math.isclose(summary["step_sgemm_fraction"], summary["step_flops"] / sgemm)
 
 
 def test_interrupted_run_leaves_a_readable_file(tmp_path):

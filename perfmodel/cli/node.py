@@ -18,7 +18,7 @@ from ..measure import peers
 from . import node_cuda, node_framework
 from .node_parts import parts_summary, parts_table
 from ..provenance import run_base
-from ..results import ResultsWriter, make_row
+from ..results import Repeats, ResultsWriter, make_row
 from ..ui import ProgressBar, UserError, default_output, positive_int, table
 
 
@@ -294,6 +294,26 @@ def _our_time(m: N.StepMeasurement, layer: str, phase: str) -> float:
     return sum(parts)
 
 
+def _layer_phases(m: N.StepMeasurement, layer: str) -> list[tuple[str, Repeats]]:
+    """The timed phases of one layer, each with its repeats."""
+    return [(ph, m.layer_s[(layer, ph)]) for ph in
+            ("forward", "backward_data", "backward_weight", "backward")
+            if (layer, ph) in m.layer_s]
+
+
+def _layer_flops(m: N.StepMeasurement) -> dict[str, float]:
+    """Each timed layer's rate in FLOP/s: its phases' FLOPs over the sum of their median
+    times (layers with no FLOPs or done inside another layer left out)."""
+    rates = {}
+    for r in m.ledger:
+        phases = _layer_phases(m, r.name)
+        t = sum(rep.median for _, rep in phases)
+        flop = sum(m.phase_flop(r.name, ph) for ph, _ in phases)
+        if flop and t and r.name not in m.fused:
+            rates[r.name] = flop / t
+    return rates
+
+
 def _summary(args, m: N.StepMeasurement, sweep, best, peer, out: Path) -> str:
     peak = best["peak"]
     lines = [f"perfmodel node: {m.net} at {m.image_size}x{m.image_size}, batch {m.batch}, "
@@ -308,9 +328,7 @@ def _summary(args, m: N.StepMeasurement, sweep, best, peer, out: Path) -> str:
     ridge = peak / best["triad"]
     rows = []
     for r in m.ledger:
-        phases = [(ph, m.layer_s[(r.name, ph)]) for ph in
-                  ("forward", "backward_data", "backward_weight", "backward")
-                  if (r.name, ph) in m.layer_s]
+        phases = _layer_phases(m, r.name)
         if not phases:
             continue
         t = sum(rep.median for _, rep in phases)
@@ -385,8 +403,10 @@ def _json_summary(args, m: N.StepMeasurement, sweep, best, peer, out: Path) -> d
             r.name: p.median for r in m.ledger
             if (p := m.paired_fraction(r.name, ["forward", "backward_data", "backward_weight",
                                                 "backward"])) is not None},
+        "layer_flops": (rates := _layer_flops(m)),
+        "layer_sgemm_fraction": {k: v / best["sgemm"] for k, v in rates.items()},
         "step_time_s": m.step_s.median, "samples_per_s": m.samples_per_s,
-        "step_flops": m.flop_rate,
+        "step_flops": m.flop_rate, "step_sgemm_fraction": m.flop_rate / best["sgemm"],
         "rate_vs_batch": [{"batch": s.batch, "samples_per_s": s.samples_per_s,
                            "flops": s.flop_rate} for s in sweep],
         "peer": {k: {"step_time_s": v[0].median,
