@@ -98,3 +98,5 @@ def test_an_unknown_case_or_a_timeline_without_one_is_a_clear_error(capsys):
     assert "--case 'horovod'" in err and "horovod-issue396-tcp25-resnet50-64" in err
     assert main(["published", "--timeline"]) == 2
     assert "--timeline needs --case" in capsys.readouterr().err
+    assert main(["published", "--ttt", "--case", "mlperf30-dell-xe8545-64"]) == 2
+    assert "not of --ttt's time-to-train set" in capsys.readouterr().err

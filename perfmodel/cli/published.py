@@ -35,6 +35,9 @@ def run_published(args: argparse.Namespace) -> int:
     folder = Path(args.cases) if args.cases else None
     if args.timeline and not args.case:
         raise UserError("--timeline needs --case NAME (the timeline of one case's run)")
+    if args.ttt and args.case:
+        raise UserError("--case shows one case of the throughput set, not of --ttt's "
+                        "time-to-train set (--ttt --json gives every ttt case's fields)")
     if args.ttt:
         return _run_ttt(args, folder)
     if args.case:
