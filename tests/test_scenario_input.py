@@ -120,6 +120,9 @@ def test_sweeps_vary_any_key_keep_intervals_and_draw(tmp_path):
     assert (fp16 <= fp32).all() and fig.stat().st_size > 1000
     rc, _, err = _run(["sweep", "perlmutter-gpu-hep", "--vary", "cluster.nosuch=1,2"])
     assert rc == 2 and "cluster.nosuch" in err
+    rc, _, err = _run(["sweep", "perlmutter-gpu-hep", "--vary", "training.workers=8,16",
+                       "--plot", str(tmp_path / "sweep.txt")])
+    assert rc == 2 and "sweep.txt" in err and "png, pdf, svg" in err and "Traceback" not in err
 
 
 def test_renamed_keys_are_read_with_a_note_and_predict_the_same(tmp_path, capsys):

@@ -157,12 +157,17 @@ def print_prediction(p: dict, source: str) -> None:
               f"{tl['pull_s'] * 1e3:.2f} ms (training.ps_pull = 'step-start'; in ps)")
 
 
+#: figure formats --plot writes (matplotlib's, by the file's extension)
+PLOT_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp")
 INTERVALS_UP_TO = 200_000  # configurations x corners evaluated for intervals by default
 
 
 def run_sweep(args: argparse.Namespace) -> int:
     if not args.vary:
         raise UserError("give at least one --vary SECTION.KEY=SPEC")
+    if args.plot and Path(args.plot).suffix.lower().lstrip(".") not in PLOT_FORMATS:
+        raise UserError(f"--plot={args.plot!r}: the file's extension names the figure's "
+                        f"format, one of {', '.join(PLOT_FORMATS)}")
     s, _ = SC.load(args.scenario, args.set, args.unset)
     size = _grid_size(args.vary)
     corners = len(SC.corners(s))
