@@ -37,6 +37,16 @@ def test_init_writes_a_scenario_that_predicts_as_its_preset(preset, tmp_path):
     assert main(["init", str(out)]) == 2  # never overwrites without --force
 
 
+def test_a_path_that_cannot_be_written_is_a_clear_error(tmp_path, capsys):
+    """An output under a plain file (or anywhere the OS refuses) names the path, exit 2."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["init", str(blocker / "my.toml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"perfmodel init: error: {blocker}")  # the path the OS refused
+    assert "Traceback" not in err
+
+
 @pytest.mark.parametrize("example", sorted((ROOT / "examples").glob("*.toml")),
                          ids=lambda p: p.name)
 def test_examples_predict(example, tmp_path, monkeypatch):

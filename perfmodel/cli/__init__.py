@@ -188,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"perfmodel {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a path given that cannot be read or written: say which, no traceback
+        if e.filename is None:
+            raise
+        print(f"perfmodel {args.command}: error: {e.filename}: {e.strerror}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"perfmodel {args.command}: interrupted; finished measurements are in the "
               "results file", file=sys.stderr)
