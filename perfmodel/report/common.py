@@ -16,7 +16,10 @@ from ..results import read_all
 @dataclass
 class Claim:
     """One checked statement for the summary on top: a measured value, its tolerance and the
-    verdict (None: not measured, with ``detail`` saying why)."""
+    verdict (None: not measured, with ``detail`` saying why). ``inconclusive`` says why the
+    measurement could not decide it either way (the machine drifted more than the tolerance
+    between the repeats the value comes from); the verdict is then "inconclusive", pass or
+    not."""
 
     claim: str
     value: float
@@ -24,6 +27,7 @@ class Claim:
     tolerance: str
     passed: bool | None
     detail: str = ""
+    inconclusive: str = ""
 
 
 @dataclass

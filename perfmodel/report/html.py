@@ -60,7 +60,7 @@ def _claims_html(claims: list[Claim]) -> str:
         rows.append(f"<tr><td style='text-align:left'>{html.escape(c.claim)}</td>"
                     f"<td>{html.escape(fmt(c.value, 3, c.unit))}</td>"
                     f"<td>{html.escape(c.tolerance)}</td><td class='{cls}'>{verdict}</td>"
-                    f"<td style='text-align:left'>{html.escape(c.detail)}</td></tr>")
+                    f"<td style='text-align:left'>{html.escape(_how(c))}</td></tr>")
     return ("<table class='claims'><tr><th>claim</th><th>measured</th><th>tolerance</th>"
             "<th>verdict</th><th>how</th></tr>" + "".join(rows) + "</table>")
 
@@ -68,7 +68,14 @@ def _claims_html(claims: list[Claim]) -> str:
 def verdict_of(c: Claim) -> str:
     if c.tolerance == "stated":
         return "stated"
+    if c.inconclusive:
+        return "inconclusive"
     return "not measured" if c.passed is None else ("pass" if c.passed else "FAIL")
+
+
+def _how(c: Claim) -> str:
+    """The claim's how, led by why it is inconclusive where it is."""
+    return f"inconclusive: {c.inconclusive}; {c.detail}" if c.inconclusive else c.detail
 
 
 def summary_frame(claims: list[Claim]) -> pd.DataFrame:
@@ -76,7 +83,7 @@ def summary_frame(claims: list[Claim]) -> pd.DataFrame:
     return pd.DataFrame([dict(claim=c.claim, value=float(fmt(c.value, 3)) if c.value is not
                               None and math.isfinite(c.value) else np.nan, unit=c.unit,
                               tolerance=c.tolerance, verdict=verdict_of(c).lower(),
-                              how=c.detail)
+                              how=_how(c))
                          for c in claims])
 
 
