@@ -301,17 +301,18 @@ def _layer_phases(m: N.StepMeasurement, layer: str) -> list[tuple[str, Repeats]]
             if (layer, ph) in m.layer_s]
 
 
+def _layer_totals(m: N.StepMeasurement, layer: str) -> tuple[float, float]:
+    """One layer's time in s (the sum of its phases' medians) and its FLOPs."""
+    phases = _layer_phases(m, layer)
+    return (sum(rep.median for _, rep in phases),
+            sum(m.phase_flop(layer, ph) for ph, _ in phases))
+
+
 def _layer_flops(m: N.StepMeasurement) -> dict[str, float]:
-    """Each timed layer's rate in FLOP/s: its phases' FLOPs over the sum of their median
-    times (layers with no FLOPs or done inside another layer left out)."""
-    rates = {}
-    for r in m.ledger:
-        phases = _layer_phases(m, r.name)
-        t = sum(rep.median for _, rep in phases)
-        flop = sum(m.phase_flop(r.name, ph) for ph, _ in phases)
-        if flop and t and r.name not in m.fused:
-            rates[r.name] = flop / t
-    return rates
+    """Each timed layer's rate in FLOP/s, as the table prints it (layers with no FLOPs or
+    done inside another layer left out)."""
+    totals = {r.name: _layer_totals(m, r.name) for r in m.ledger if r.name not in m.fused}
+    return {k: flop / t for k, (t, flop) in totals.items() if flop and t}
 
 
 def _summary(args, m: N.StepMeasurement, sweep, best, peer, out: Path) -> str:
@@ -331,8 +332,7 @@ def _summary(args, m: N.StepMeasurement, sweep, best, peer, out: Path) -> str:
         phases = _layer_phases(m, r.name)
         if not phases:
             continue
-        t = sum(rep.median for _, rep in phases)
-        flop = sum(m.phase_flop(r.name, ph) for ph, _ in phases)
+        t, flop = _layer_totals(m, r.name)
         nbytes = sum(N.phase_bytes(r, ph) for ph, _ in phases)
         ai = flop / nbytes if nbytes else 0.0
         bound = min(peak, ai * best["triad"])
