@@ -3,6 +3,7 @@ bad results files, and the HTML opened in a real headless browser."""
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import subprocess
@@ -117,24 +118,36 @@ def test_speedup_compares_like_with_like():
     ((280.0, 370.0, 470.0), (0.040,) * 3, "inconclusive"),  # +8.1%; no two rounds agree
     ((330.0, 410.0, 500.0), (0.040,) * 3, "inconclusive"),  # -2.4%: no pass by luck either
     ((400.0, 410.0, 420.0), (0.040, 0.031, 0.050, 0.040), "inconclusive"),  # harness drifted
+    # (median, fastest step) of each repeat: the machine slowed during most of them, alike
+    (((360.0, 450.0), (370.0, 455.0), (380.0, 400.0)), (0.040,) * 3, "inconclusive"),
+    ((400.0, 410.0, 420.0), ((0.040, 0.032), (0.040, 0.039), (0.041, 0.033)), "inconclusive"),
+    # one of three slowed within: the other two carry the median, and the claim is judged
+    (((360.0, 450.0), (370.0, 380.0), (380.0, 400.0)), (0.040,) * 3, "FAIL"),
+    (((400.0, 405.0), (410.0, 420.0), (420.0, 430.0)), ((0.040, 0.032), (0.040, 0.039)),
+     "pass"),  # one of two harness runs: not most of them
 ])
 def test_node_rate_claim_is_inconclusive_when_the_machine_drifts(rates, harness_s, verdict,
                                                                  tmp_path):
     """The +-5% node-rate claim is judged only where the repeats behind both medians, the
     profiles' rounds and the harness runs, agree within UNSTABLE_SPREAD (less the one
-    farthest from the median); beyond, its verdict is "inconclusive", whichever side of the
-    bar it falls."""
+    farthest from the median), and where most of them did not run their median step more than
+    UNSTABLE_SPREAD slower than their own fastest; otherwise its verdict is "inconclusive",
+    whichever side of the bar it falls."""
     from perfmodel.provenance import run_base
     from perfmodel.report.html import verdict_of
     from perfmodel.report.sections.node import profile_sections
     from perfmodel.results import make_row
 
     sub = dict(subject="hep-f32-d0", image_size=48, threads=1, batch=16)
+    def pair(v):  # a repeat's median, and its fastest step where given
+        return v if isinstance(v, tuple) else (v, math.nan)
+
     prof = pd.DataFrame([make_row(run_base(1), what="step", metric="sample_rate", value=v,
-                                  implementation="numba", **sub) for v in rates])
+                                  max=fast, implementation="numba", **sub)
+                         for v, fast in map(pair, rates)])
     runs = pd.DataFrame([make_row(run_base(1), what="run", metric=m, phase=ph, value=v,
-                                  strategy="sync", **sub)
-                         for t in harness_s
+                                  min=fast, strategy="sync", **sub)
+                         for t, fast in map(pair, harness_s)
                          for m, ph, v in [("time", "compute", t), ("sample_rate", "", 16 / t)]])
     rate = profile_sections(prof, runs, tmp_path)[0].claims[0]
     assert rate.claim.startswith("node rate (alone)") and verdict_of(rate) == verdict

@@ -166,3 +166,12 @@ def spread_but_one(v: pd.Series) -> float:
     if len(v) >= 3:
         v = v.drop((v - v.median()).abs().idxmax())
     return relative_spread(v)
+
+
+def slowed_within(typical: pd.Series, fastest: pd.Series, rate: bool) -> pd.Series:
+    """How much longer each repeat's typical (median) step took than its own fastest one, as a
+    fraction: fastest / typical - 1 for rates (samples/s), typical / fastest - 1 for times (s).
+    A machine disturbed during a repeat slows most of its steps but rarely all: its fastest step
+    still shows what the code does undisturbed. NaN where the fastest was not recorded."""
+    typical, fastest = typical.astype(float), fastest.astype(float)
+    return fastest / typical - 1 if rate else typical / fastest - 1
