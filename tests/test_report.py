@@ -134,7 +134,7 @@ def test_node_rate_claim_is_inconclusive_when_the_machine_drifts(rates, harness_
     UNSTABLE_SPREAD slower than their own fastest; otherwise its verdict is "inconclusive",
     whichever side of the bar it falls."""
     from perfmodel.provenance import run_base
-    from perfmodel.report.html import verdict_of
+    from perfmodel.report.html import verdict_of, write_summary
     from perfmodel.report.sections.node import profile_sections
     from perfmodel.results import make_row
 
@@ -149,9 +149,13 @@ def test_node_rate_claim_is_inconclusive_when_the_machine_drifts(rates, harness_
                                   min=fast, strategy="sync", **sub)
                          for t, fast in map(pair, harness_s)
                          for m, ph, v in [("time", "compute", t), ("sample_rate", "", 16 / t)]])
-    rate = profile_sections(prof, runs, tmp_path)[0].claims[0]
+    sections = profile_sections(prof, runs, tmp_path)
+    rate = sections[0].claims[0]
     assert rate.claim.startswith("node rate (alone)") and verdict_of(rate) == verdict
     assert ("drifted" in rate.inconclusive) == (verdict == "inconclusive")
+    # summary.md, read without the html, says why too
+    md = write_summary(tmp_path, "t", sections).read_text()
+    assert (f"- inconclusive, {rate.claim}: {rate.inconclusive}" in md) == bool(rate.inconclusive)
 
 
 NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")

@@ -144,6 +144,10 @@ def write_summary(out: Path, title: str, sections: list[Section], machine: str =
             cells = (c.claim, fmt(c.value, 3, c.unit), c.tolerance, verdict)
             lines.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")
         lines.append("")
+        # why a claim could not be judged (the html and summary.csv carry it in "how" too)
+        why = [f"- inconclusive, {c.claim}: {c.inconclusive}" for c in claims
+               if verdict_of(c) == "inconclusive"]
+        lines += [*why, ""] if why else []
     for s in sections:
         lines.append(f"## {s.title}")
         lines.append("")
