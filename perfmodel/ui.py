@@ -7,7 +7,7 @@ import datetime as dt
 import os
 import sys
 import time
-from typing import Sequence
+from typing import Sequence, TextIO
 
 
 class UserError(Exception):
@@ -34,6 +34,13 @@ class ProgressBar:
         if self.done == self.total:
             sys.stderr.write("\n")
         sys.stderr.flush()
+
+
+def text_stream(as_json: bool) -> TextIO:
+    """Where a command prints its human-readable summary: stdout, or stderr where stdout
+    carries JSON (``--json``), so that ``perfmodel ... --json > out.json`` is valid JSON and
+    the table still shows on the terminal."""
+    return sys.stderr if as_json else sys.stdout
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

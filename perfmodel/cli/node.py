@@ -19,7 +19,8 @@ from . import node_cuda, node_framework
 from .node_parts import parts_summary, parts_table
 from ..provenance import run_base
 from ..results import Repeats, ResultsWriter, make_row
-from ..ui import ProgressBar, UserError, default_output, positive_int, table
+from ..ui import (ProgressBar, UserError, default_output, positive_int, table,
+                  text_stream)
 
 
 def _batch_list(text: str) -> list[int]:
@@ -232,7 +233,7 @@ def _run_node(args: argparse.Namespace) -> int:
     text = _summary(args, main, sweep, best, peer, out)
     if args.parts:
         text += "\n\n" + parts_table(main, best, wakeup_s)
-    print(text)
+    print(text, file=text_stream(args.json))
     if args.json:
         summary = _json_summary(args, main, sweep, best, peer, out)
         summary["parts"] = parts_summary(main, wakeup_s)

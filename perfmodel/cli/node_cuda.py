@@ -13,7 +13,7 @@ from kernels import cuda as kc
 from ..measure import gpu
 from ..provenance import run_base
 from ..results import ResultsWriter, make_row
-from ..ui import ProgressBar, UserError, default_output, table
+from ..ui import ProgressBar, UserError, default_output, table, text_stream
 
 IMPL = "numba-cuda"
 
@@ -67,15 +67,16 @@ def run(args: argparse.Namespace) -> int:
         rows.append([r.name, f"{f.median * 1e3:.3f}", f"{bk.median * 1e3:.3f}" if bk else "-",
                      f"{r.train_flop / t / 1e9:.1f}" if r.train_flop else "-",
                      f"{100 * r.train_flop / t / peak.max:.1f}%" if r.train_flop else "-"])
+    text = text_stream(args.json)
     print(f"perfmodel node --device cuda: {main.net} at {main.image_size}x{main.image_size}, "
           f"batch {main.batch}, {IMPL}{sim}\nFMA-chain peak {peak.max / 1e9:.1f} GFLOP/s, "
-          f"triad {bw.max / 1e9:.1f} GB/s\n")
-    print(table(["layer", "fwd ms", "bwd ms", "GFLOP/s", "% peak"], rows))
-    print()
+          f"triad {bw.max / 1e9:.1f} GB/s\n", file=text)
+    print(table(["layer", "fwd ms", "bwd ms", "GFLOP/s", "% peak"], rows), file=text)
+    print(file=text)
     print(table(["batch", "step s", "samples/s", "GFLOP/s"],
                 [[m.batch, f"{m.step_s.median:.4f}", f"{m.samples_per_s:,.1f}",
-                  f"{m.flop_rate / 1e9:.1f}"] for m in sweep]))
-    print(f"\nresults: {out}")
+                  f"{m.flop_rate / 1e9:.1f}"] for m in sweep]), file=text)
+    print(f"\nresults: {out}", file=text)
     if args.json:
         print(json.dumps({
             "net": main.net, "device": "cuda", "implementation": IMPL,

@@ -11,7 +11,7 @@ from ..measure import framework as FW
 from ..measure import peers
 from ..provenance import run_base
 from ..results import ResultsWriter, make_row
-from ..ui import ProgressBar, UserError, default_output, table
+from ..ui import ProgressBar, UserError, default_output, table, text_stream
 
 
 def default_sweep(batch: int) -> list[int]:
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
                                      **kw))
             writer.add(rows)
     main = next(st for b, st, _ in sweep if b == args.batch)
-    print(_summary(args, s, impl, peak, sweep, layers, main, out))
+    print(_summary(args, s, impl, peak, sweep, layers, main, out), file=text_stream(args.json))
     if args.json:
         print(json.dumps(_json(args, s, impl, peak, sweep, layers, main, out), indent=2))
     return 0
