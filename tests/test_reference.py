@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from perfmodel import __version__
 from perfmodel.cli import main
 from perfmodel.model import reference as REF
 from perfmodel.model import scenario as SC
@@ -35,6 +36,11 @@ def test_init_writes_a_scenario_that_predicts_as_its_preset(preset, tmp_path):
     assert mine["throughput_samples_per_s"] == pytest.approx(base["throughput_samples_per_s"],
                                                              rel=1e-9)
     assert main(["init", str(out)]) == 2  # never overwrites without --force
+
+
+def test_version_prints_one_line(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith(f"perfmodel {__version__} (python ")
 
 
 def test_a_path_that_cannot_be_written_is_a_clear_error(tmp_path, capsys):

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import platform
 import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import __version__
 from ..ui import UserError
 
 
@@ -148,6 +150,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="perfmodel",
         description="Benchmarks and a performance model of data-parallel deep-learning "
                     "training on HPC clusters (Kurth et al., SC17, reproduced).")
+    p.add_argument("--version", action="version",
+                   version=f"perfmodel {__version__} (python {platform.python_version()}; "
+                           "each results file records the git commit)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, cmd in COMMANDS.items():
         kw = dict(cmd.parser)
