@@ -22,9 +22,9 @@ NODE_RATE_BAR = 0.05
 #: and the harness runs 29-33% with the farthest left out.
 #: The same bound applies within each repeat: where most of the repeats behind a median ran
 #: their median step more than this much slower than their own fastest (common.slowed_within),
-#: the machine slowed during them, even if they agree with each other. Quiet profiles and
-#: harness runs on the dev VM show 1-8%; a disturbed `make report` that read +12% had two of
-#: three busy profiles at 21% and 29%.
+#: the machine slowed during them, even if they agree with each other. On the dev VM quiet
+#: profiles show 1-8% and quiet harness runs mostly 2-8% (single ones up to 15%); a disturbed
+#: `make report` that read +12% had two of three busy profiles at 21% and 29%.
 UNSTABLE_SPREAD = 4 * NODE_RATE_BAR
 
 
@@ -195,7 +195,7 @@ def profile_sections(prof: pd.DataFrame, df: pd.DataFrame, out: Path) -> list[Se
         err = prof_s / harness_s - 1 if len(mine) else float("nan")
         drift = {"profiles": spread_but_one(at.value),
                  "harness runs": spread_but_one(mine.value) if len(mine) else 0.0}
-        drifted = [f"the {k} spread {100 * v:.0f}%, less the one farthest from the median"
+        drifted = [f"the {k} spread {fmt(100 * v)}%, less the one farthest from the median"
                    for k, v in drift.items() if v > UNSTABLE_SPREAD]
         within = {"profiles": slowed_within(at.value, at["max"], rate=True),
                   "harness runs": slowed_within(mine.value, mine["min"], rate=False)
@@ -204,7 +204,7 @@ def profile_sections(prof: pd.DataFrame, df: pd.DataFrame, out: Path) -> list[Se
             slow = v[v > UNSTABLE_SPREAD]
             if 2 * len(slow) > v.notna().sum() > 0:  # most of the repeats behind the median
                 drifted.append(f"{len(slow)} of {len(v)} {k} ran their median step "
-                               f"{100 * slow.min():.0f}-{100 * slow.max():.0f}% slower than "
+                               f"{fmt(100 * slow.min())}-{fmt(100 * slow.max())}% slower than "
                                "their own fastest")
         who = "alone" if ranks == 1 else f"{ranks} ranks busy"
         claims.append(Claim(
