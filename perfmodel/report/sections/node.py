@@ -142,6 +142,26 @@ def node_sections(df: pd.DataFrame, out: Path) -> list[Section]:
     return secs
 
 
+def drift_reasons(profiles: pd.DataFrame, harness: pd.DataFrame) -> list[str]:
+    """Why the repeats behind a node-rate claim's two medians cannot judge it: the profiles'
+    step rows (sample_rate, fastest in ``max``) and the harness runs' compute-phase rows (time
+    in s, fastest in ``min``). Empty where the machine held still enough (UNSTABLE_SPREAD)."""
+    out = []
+    for k, rows, fastest, rate in (("profiles", profiles, "max", True),
+                                   ("harness runs", harness, "min", False)):
+        if rows.empty:
+            continue
+        if (v := spread_but_one(rows.value)) > UNSTABLE_SPREAD:
+            out.append(f"the {k} spread {fmt(100 * v)}%, less the one farthest from the median")
+        within = slowed_within(rows.value, rows[fastest], rate)
+        slow = within[within > UNSTABLE_SPREAD]
+        if 2 * len(slow) > within.notna().sum() > 0:  # most of the repeats behind the median
+            out.append(f"{len(slow)} of {len(within)} {k} ran their median step "
+                       f"{fmt(100 * slow.min())}-{fmt(100 * slow.max())}% slower than their "
+                       "own fastest")
+    return out
+
+
 def profile_sections(prof: pd.DataFrame, df: pd.DataFrame, out: Path) -> list[Section]:
     """The node profiles the throughput model is given (one per round, threads per rank and
     ranks busy): samples/s against the batch, how far the rounds agree at the timed runs'
@@ -193,19 +213,7 @@ def profile_sections(prof: pd.DataFrame, df: pd.DataFrame, out: Path) -> list[Se
         mine = comp[comp.workers == ranks] if len(comp) else comp
         harness_s = float(mine.value.median()) if len(mine) else float("nan")
         err = prof_s / harness_s - 1 if len(mine) else float("nan")
-        drift = {"profiles": spread_but_one(at.value),
-                 "harness runs": spread_but_one(mine.value) if len(mine) else 0.0}
-        drifted = [f"the {k} spread {fmt(100 * v)}%, less the one farthest from the median"
-                   for k, v in drift.items() if v > UNSTABLE_SPREAD]
-        within = {"profiles": slowed_within(at.value, at["max"], rate=True),
-                  "harness runs": slowed_within(mine.value, mine["min"], rate=False)
-                  if len(mine) else pd.Series(dtype=float)}
-        for k, v in within.items():
-            slow = v[v > UNSTABLE_SPREAD]
-            if 2 * len(slow) > v.notna().sum() > 0:  # most of the repeats behind the median
-                drifted.append(f"{len(slow)} of {len(v)} {k} ran their median step "
-                               f"{fmt(100 * slow.min())}-{fmt(100 * slow.max())}% slower than "
-                               "their own fastest")
+        drifted = drift_reasons(at, mine)
         who = "alone" if ranks == 1 else f"{ranks} ranks busy"
         claims.append(Claim(
             f"node rate ({who}): profiled forward+backward time against the harness's "
